@@ -1,0 +1,3 @@
+module github.com/backi-go/backi
+
+go 1.26

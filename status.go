@@ -1,0 +1,143 @@
+package backi
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// State is what a worker is doing.
+type State int32
+
+const (
+	// StateNew: Run has not been called yet.
+	StateNew State = iota
+	// StateRunning: an iteration is in flight.
+	StateRunning
+	// StateIdle: waiting after ErrNoWork.
+	StateIdle
+	// StateBackingOff: waiting after a failure.
+	StateBackingOff
+	// StateStopped: Run returned nil.
+	StateStopped
+	// StateFailed: Run returned an error.
+	StateFailed
+)
+
+var stateNames = [...]string{"new", "running", "idle", "backing off", "stopped", "failed"}
+
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "unknown"
+}
+
+// Status is a snapshot of one worker. It is read with atomic loads, never
+// waiting for the loop; while iterations run, counters read a moment apart may
+// differ by the iteration that finished in between.
+type Status struct {
+	Name string
+	// State is the most active state among the worker's loops: running, then
+	// backing off, then idle.
+	State State
+	// Concurrency is the number of loops (see WithConcurrency).
+	Concurrency int
+	// Iterations counts finished iterations: Successes + Failures + NoWork,
+	// plus those that returned Stop or were cut short by shutdown.
+	Iterations uint64
+	Successes  uint64
+	Failures   uint64
+	// NoWork counts iterations that returned ErrNoWork.
+	NoWork uint64
+	// ConsecutiveFailures counts failures since the last iteration that did
+	// not fail, across all loops.
+	ConsecutiveFailures uint64
+	// LastError is the error of the latest failure, nil before the first one.
+	LastError error
+	// LastSuccess and LastFailure are when the latest success and failure
+	// ended; zero if none yet.
+	LastSuccess time.Time
+	LastFailure time.Time
+	// InFlightSince is when the oldest iteration now in flight started; zero
+	// when none is.
+	InFlightSince time.Time
+}
+
+// slot is the state of one loop, written only by that loop. It is padded so
+// that loops running in parallel do not share cache lines.
+type slot struct {
+	state       atomic.Int32
+	started     atomic.Int64 // UnixNano of the latest iteration's start
+	successes   atomic.Uint64
+	failures    atomic.Uint64
+	noWork      atomic.Uint64
+	other       atomic.Uint64 // stopped or cut short by shutdown
+	lastSuccess atomic.Int64
+	lastFailure atomic.Int64
+	_           [64]byte
+}
+
+func (s *slot) setState(st State) {
+	if State(s.state.Load()) != st {
+		s.state.Store(int32(st))
+	}
+}
+
+// stats is what a worker shares between its loops and with Status readers.
+type stats struct {
+	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed
+	consecutive atomic.Uint64
+	lastErr     atomic.Pointer[errorBox]
+	slots       atomic.Pointer[[]slot]
+}
+
+type errorBox struct{ err error }
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+func (st *stats) snapshot(name string) Status {
+	s := Status{Name: name, State: State(st.lifecycle.Load())}
+	s.ConsecutiveFailures = st.consecutive.Load()
+	if b := st.lastErr.Load(); b != nil {
+		s.LastError = b.err
+	}
+	slots := st.slots.Load()
+	if slots == nil {
+		return s
+	}
+	s.Concurrency = len(*slots)
+	var busiest State = StateIdle
+	var inflight, lastOK, lastFail int64
+	for i := range *slots {
+		sl := &(*slots)[i]
+		s.Successes += sl.successes.Load()
+		s.Failures += sl.failures.Load()
+		s.NoWork += sl.noWork.Load()
+		s.Iterations += sl.other.Load()
+		lastOK = max(lastOK, sl.lastSuccess.Load())
+		lastFail = max(lastFail, sl.lastFailure.Load())
+		switch State(sl.state.Load()) {
+		case StateRunning:
+			busiest = StateRunning
+			if t := sl.started.Load(); inflight == 0 || t < inflight {
+				inflight = t
+			}
+		case StateBackingOff:
+			if busiest != StateRunning {
+				busiest = StateBackingOff
+			}
+		}
+	}
+	s.Iterations += s.Successes + s.Failures + s.NoWork
+	s.LastSuccess, s.LastFailure = unixTime(lastOK), unixTime(lastFail)
+	if s.State == StateRunning {
+		s.State = busiest
+		s.InFlightSince = unixTime(inflight)
+	}
+	return s
+}

@@ -1,0 +1,405 @@
+package backi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Iteration is one short unit of background work. Run should return soon after
+// ctx is done. Its result tells the worker what to do next: nil runs the next
+// iteration at once, ErrNoWork idles, Stop ends the worker, and any other
+// error is a failure followed by a backoff wait.
+type Iteration interface {
+	Run(ctx context.Context) error
+}
+
+// IterationFunc adapts a function to the Iteration interface.
+type IterationFunc func(ctx context.Context) error
+
+// Run calls f(ctx).
+func (f IterationFunc) Run(ctx context.Context) error { return f(ctx) }
+
+var errDeadline = context.DeadlineExceeded
+
+// Worker runs iterations on repeat, for as long as its Run is running. Make one
+// with [Loop] or [Continuous]. A Worker is a [Service], so a [Host] can run it.
+// Its methods are safe for concurrent use.
+type Worker struct {
+	name  string
+	fn    func(context.Context) error                      // set by Loop
+	build func(context.Context, *Scope) (Iteration, error) // set by Continuous
+	opts  []Option
+
+	once    sync.Once
+	cfg     config
+	cfgErr  error
+	wake    chan struct{}
+	running atomic.Bool
+	esc     escalation
+	stats   stats
+}
+
+// Loop returns a worker that calls fn on repeat. fn's result has the meaning
+// described at [Iteration].
+func Loop(name string, fn func(ctx context.Context) error, opts ...Option) *Worker {
+	return &Worker{name: name, fn: fn, opts: opts}
+}
+
+// Continuous returns a worker that builds a fresh Iteration for every turn and
+// runs it. What build registers with s.Defer is released after the turn, in
+// reverse order, always. An error or panic from build is a failure of the turn.
+func Continuous(name string, build func(ctx context.Context, s *Scope) (Iteration, error), opts ...Option) *Worker {
+	return &Worker{name: name, build: build, opts: opts}
+}
+
+// Name returns the worker's name.
+func (w *Worker) Name() string { return w.name }
+
+// Status returns a snapshot of the worker. It never blocks.
+func (w *Worker) Status() Status { return w.stats.snapshot(w.name) }
+
+// Wake ends the worker's current idle wait (after ErrNoWork) at once. If no
+// loop is idle, the next idle wait ends at once instead. Wake does not cut
+// short a backoff wait after a failure. It never blocks, and may be called
+// before Run.
+func (w *Worker) Wake() {
+	w.setup()
+	for range cap(w.wake) {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+			return
+		}
+	}
+}
+
+// setup applies the options once.
+func (w *Worker) setup() {
+	w.once.Do(func() {
+		w.cfg, w.cfgErr = newConfig(w.opts)
+		switch {
+		case w.name == "":
+			w.cfgErr = errors.New("backi: worker name is empty")
+		case w.fn == nil && w.build == nil:
+			w.cfgErr = fmt.Errorf("backi: worker %q: the iteration function is nil", w.name)
+		case w.cfgErr != nil:
+			w.cfgErr = fmt.Errorf("backi: worker %q: %w", w.name, w.cfgErr)
+		}
+		w.wake = make(chan struct{}, max(w.cfg.concurrency, 1))
+		w.esc.policy = w.cfg.escalation
+	})
+}
+
+// Run runs iterations until the worker ends, and returns only when none is in
+// flight. It returns nil once ctx is done (cancelled or past its deadline), the
+// error given to Stop when an iteration returns one (nil for Stop(nil)), an
+// *EscalationError when the escalation policy gives up, and, before any
+// iteration runs, an error naming the option when the configuration is
+// invalid or Run is already running.
+func (w *Worker) Run(ctx context.Context) error {
+	w.setup()
+	if w.cfgErr != nil {
+		return w.cfgErr
+	}
+	if !w.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("backi: worker %q is already running", w.name)
+	}
+	defer w.running.Store(false)
+
+	n := w.cfg.concurrency
+	if w.stats.slots.Load() == nil {
+		slots := make([]slot, n)
+		w.stats.slots.Store(&slots)
+	}
+	slots := *w.stats.slots.Load()
+	log := w.cfg.logger
+	if log == nil {
+		log = loggerFrom(ctx)
+	}
+	log = log.With(slog.String("worker", w.name))
+
+	w.stats.lifecycle.Store(int32(StateRunning))
+	log.LogAttrs(ctx, slog.LevelInfo, "worker started", slog.Int("concurrency", n))
+	start := time.Now()
+
+	var err error
+	if n == 1 {
+		err = w.loop(ctx, &slots[0], log)
+	} else {
+		lctx, cancel := context.WithCancel(ctx)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				errs[i] = w.loop(lctx, &slots[i], log)
+				cancel() // one loop's end is the worker's end
+			})
+		}
+		wg.Wait()
+		cancel()
+		for _, e := range errs {
+			if e != nil {
+				err = e
+				break
+			}
+		}
+	}
+
+	attrs := []slog.Attr{slog.Duration("ran", time.Since(start))}
+	if err != nil {
+		w.stats.lifecycle.Store(int32(StateFailed))
+		log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "worker stopped", append(attrs, slog.Any("err", err))...)
+	} else {
+		w.stats.lifecycle.Store(int32(StateStopped))
+		log.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "worker stopped", attrs...)
+	}
+	return err
+}
+
+// loop is one loop of the worker: it runs turns until ctx is done or the
+// worker must end, and returns Run's result.
+func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
+	done := ctx.Done()
+	var (
+		timer   *time.Timer
+		scope   Scope
+		attempt int           // consecutive failures of this loop
+		idle    time.Duration // the latest idle wait, 0 after work
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return nil
+		default:
+		}
+		start := time.Now()
+		sl.started.Store(start.UnixNano())
+		sl.setState(StateRunning)
+
+		var it Iteration
+		var err error
+		if w.build == nil && w.cfg.timeout == 0 {
+			err = call(ctx, w.fn) // the hot path: no allocation
+		} else {
+			it, err = w.turn(ctx, &scope)
+		}
+		end := time.Now()
+
+		if err == nil {
+			sl.successes.Add(1)
+			sl.lastSuccess.Store(end.UnixNano())
+			if w.stats.consecutive.Load() != 0 {
+				w.stats.consecutive.Store(0)
+			}
+			attempt, idle = 0, 0
+			continue
+		}
+
+		// Shutdown is not a failure, whatever the iteration returned.
+		select {
+		case <-done:
+			sl.other.Add(1)
+			if !isControl(err) {
+				log.LogAttrs(context.WithoutCancel(ctx), slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
+			}
+			return nil
+		default:
+		}
+		if serr, ok := asStop(err); ok {
+			sl.other.Add(1)
+			return serr
+		}
+		if errors.Is(err, ErrNoWork) {
+			sl.noWork.Add(1)
+			if w.stats.consecutive.Load() != 0 {
+				w.stats.consecutive.Store(0)
+			}
+			attempt = 0
+			idle = min(max(w.cfg.idleMin, 2*idle), w.cfg.idleMax)
+			sl.setState(StateIdle)
+			if !sleep(done, &timer, idle, w.wake) {
+				return nil
+			}
+			continue
+		}
+
+		attempt++
+		wait, stop, serr := w.fail(ctx, sl, it, err, attempt, end, log)
+		if stop {
+			return serr
+		}
+		sl.setState(StateBackingOff)
+		if !sleep(done, &timer, wait, nil) {
+			return nil
+		}
+	}
+}
+
+// isControl reports whether err only steers the loop.
+func isControl(err error) bool {
+	if errors.Is(err, ErrNoWork) {
+		return true
+	}
+	_, ok := asStop(err)
+	return ok
+}
+
+// call runs fn, turning a panic into a *PanicError.
+func call(ctx context.Context, fn func(context.Context) error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(v)
+		}
+	}()
+	return fn(ctx)
+}
+
+// turn runs one iteration with what the fast path leaves out: a Continuous
+// build and its scope, and the iteration's deadline. It returns the Iteration
+// built, if any, for its failure hook.
+func (w *Worker) turn(ctx context.Context, scope *Scope) (it Iteration, err error) {
+	ictx := ctx
+	if w.cfg.timeout > 0 {
+		var cancel context.CancelFunc
+		ictx, cancel = context.WithTimeout(ctx, w.cfg.timeout)
+		defer cancel()
+	}
+	if w.build == nil {
+		err = call(ictx, w.fn)
+	} else {
+		err = call(ictx, func(ctx context.Context) error {
+			var berr error
+			it, berr = w.build(ctx, scope)
+			if berr != nil {
+				return berr
+			}
+			if it == nil {
+				return errors.New("backi: Continuous build returned a nil Iteration and no error")
+			}
+			return it.Run(ctx)
+		})
+	}
+	if ictx != ctx && ictx.Err() != nil && ctx.Err() == nil {
+		if _, stop := asStop(err); !stop {
+			if errors.Is(err, ErrNoWork) {
+				err = nil // late is a failure, not an idle turn
+			}
+			err = &timeoutError{timeout: w.cfg.timeout, err: err}
+		}
+	}
+	if w.build != nil {
+		if cerr := scope.release(ctx, w.cfg.cleanupTimeout); cerr != nil {
+			err = joinCleanup(err, cerr)
+		}
+	}
+	return it, err
+}
+
+// joinCleanup adds cleanup errors to a turn's result. Cleanup errors make the
+// turn a failure, unless it asked to stop: then Run returns them too.
+func joinCleanup(err, cerr error) error {
+	if serr, ok := asStop(err); ok {
+		return Stop(errors.Join(serr, cerr))
+	}
+	if err == nil || errors.Is(err, ErrNoWork) {
+		return cerr
+	}
+	return errors.Join(err, cerr)
+}
+
+// fail records a failure, asks the failure hook and the escalation policy what
+// to do, and logs it. It returns the wait before the next turn, or stop and
+// Run's result.
+func (w *Worker) fail(ctx context.Context, sl *slot, it Iteration, err error, attempt int, now time.Time, log *slog.Logger) (time.Duration, bool, error) {
+	sl.failures.Add(1)
+	sl.lastFailure.Store(now.UnixNano())
+	w.stats.lastErr.Store(&errorBox{err})
+	w.stats.consecutive.Add(1)
+
+	f := Failure{Worker: w.name, Err: err, Attempt: attempt, Wait: w.cfg.backoff.Wait(attempt), Logger: log}
+	wait := f.Wait
+	var hook func(context.Context, Failure) (time.Duration, error)
+	if h, ok := it.(FailureHandler); ok {
+		hook = h.OnFailure
+	} else {
+		hook = w.cfg.onFailure
+	}
+	if hook != nil {
+		hwait, herr := callHook(ctx, hook, f)
+		var pe *PanicError
+		switch {
+		case errors.As(herr, &pe) && pe == herr:
+			log.LogAttrs(ctx, slog.LevelError, "failure hook panicked", slog.Any("err", herr), slog.String("stack", string(pe.Stack)))
+		case herr != nil:
+			if serr, ok := asStop(herr); ok {
+				herr = serr
+			}
+			logFailure(ctx, log, err, attempt, 0)
+			return 0, true, herr
+		default:
+			wait = max(hwait, 0)
+		}
+	}
+	if w.esc.record(now) {
+		p := w.esc.policy
+		logFailure(ctx, log, err, attempt, 0)
+		return 0, true, &EscalationError{Worker: w.name, Failures: p.failures, Window: p.window, Action: p.action, Err: err}
+	}
+	logFailure(ctx, log, err, attempt, wait)
+	return wait, false, nil
+}
+
+func callHook(ctx context.Context, hook func(context.Context, Failure) (time.Duration, error), f Failure) (wait time.Duration, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(v)
+		}
+	}()
+	return hook(ctx, f)
+}
+
+func logFailure(ctx context.Context, log *slog.Logger, err error, attempt int, wait time.Duration) {
+	attrs := []slog.Attr{slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("err", err)}
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		attrs = append(attrs, slog.String("stack", string(pe.Stack)))
+	}
+	log.LogAttrs(ctx, slog.LevelError, "iteration failed", attrs...)
+}
+
+// sleep waits for d, or until done is closed (it then returns false), or until
+// a value arrives on wake (nil for none).
+func sleep(done <-chan struct{}, timer **time.Timer, d time.Duration, wake chan struct{}) bool {
+	if d <= 0 {
+		select {
+		case <-done:
+			return false
+		default:
+			return true
+		}
+	}
+	if *timer == nil {
+		*timer = time.NewTimer(d)
+	} else {
+		(*timer).Reset(d)
+	}
+	select {
+	case <-done:
+		return false
+	case <-(*timer).C:
+		return true
+	case <-wake:
+		(*timer).Stop()
+		return true
+	}
+}
