@@ -1,0 +1,392 @@
+package backi_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/backi-go/backi"
+)
+
+func quietHost(opts ...backi.HostOption) *backi.Host {
+	return backi.NewHost(append([]backi.HostOption{backi.WithSignals(), backi.WithLogger(quiet)}, opts...)...)
+}
+
+// blocking is a worker whose iterations last until ctx is done.
+func blocking(name string) *backi.Worker {
+	return backi.Loop(name, func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+}
+
+func TestHostStopsEveryServiceWhenContextEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log, rec := newRecorder()
+		ctx, cancel := context.WithCancel(t.Context())
+		a, b := blocking("a"), blocking("b")
+		h := backi.NewHost(backi.WithSignals(), backi.WithLogger(log))
+		h.Add(a, b)
+		time.AfterFunc(time.Minute, cancel)
+		if err := h.Run(ctx); err != nil {
+			t.Fatalf("Run = %v, want nil after a requested stop", err)
+		}
+		for _, w := range []*backi.Worker{a, b} {
+			if st := w.Status(); st.State != backi.StateStopped {
+				t.Fatalf("%s: %v, want stopped", st.Name, st.State)
+			}
+		}
+		if len(rec.find("host started")) != 1 || len(rec.find("host stopped")) != 1 {
+			t.Fatalf("want one start and one stop line, got %+v", rec.all())
+		}
+		if _, ok := rec.find("host stopped")[0].Attrs["shutdown"]; !ok {
+			t.Fatalf("the stop line does not say how long shutdown took")
+		}
+		// The host's logger reached the workers, which had none of their own.
+		if len(rec.find("worker started")) != 2 {
+			t.Fatalf("workers did not log through the host's logger: %+v", rec.all())
+		}
+		if errs := rec.atLeast(slog.LevelWarn); len(errs) != 0 {
+			t.Fatalf("a clean shutdown logged problems: %v", errs)
+		}
+	})
+}
+
+func TestServiceErrorStopsTheHost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		other := blocking("other")
+		h := quietHost()
+		h.Add(other, backi.Loop("broken", func(ctx context.Context) error {
+			time.Sleep(time.Second)
+			return backi.Stop(errFail)
+		}, backi.WithLogger(quiet)))
+		err := h.Run(t.Context())
+		if !errors.Is(err, errFail) || !strings.Contains(err.Error(), `service "broken"`) {
+			t.Fatalf("Run = %v, want the broken service's error", err)
+		}
+		if other.Status().State != backi.StateStopped {
+			t.Fatal("the other service was not stopped")
+		}
+	})
+}
+
+func TestOptionalAndFinishedServicesLeaveTheHostRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		main := blocking("main")
+		h := quietHost()
+		h.Add(main,
+			backi.Optional(backi.Loop("optional", func(ctx context.Context) error { return backi.Stop(errFail) }, backi.WithLogger(quiet))),
+			backi.Loop("one-shot", func(ctx context.Context) error { return backi.Stop(nil) }, backi.WithLogger(quiet)),
+			backi.Loop("escalates", func(ctx context.Context) error { return errFail },
+				backi.WithLogger(quiet), backi.WithEscalation(1, time.Minute, backi.StopWorker)),
+		)
+		done := make(chan error)
+		go func() { done <- h.Run(ctx) }()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if st := main.Status(); st.State != backi.StateRunning {
+			t.Fatalf("main is %v, want still running", st.State)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	})
+}
+
+func TestEscalationToStopHostStopsEvenFromAnOptionalService(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := quietHost()
+		h.Add(blocking("main"), backi.Optional(backi.Loop("fatal", func(ctx context.Context) error { return errFail },
+			backi.WithLogger(quiet), backi.WithBackoff(backi.ConstantBackoff(time.Second)),
+			backi.WithEscalation(3, time.Minute, backi.StopHost))))
+		start := time.Now()
+		err := h.Run(t.Context())
+		var esc *backi.EscalationError
+		if !errors.As(err, &esc) || esc.Worker != "fatal" {
+			t.Fatalf("Run = %v, want the escalation", err)
+		}
+		if d := time.Since(start); d != 2*time.Second {
+			t.Fatalf("host stopped after %v, want 2s (three failures one second apart)", d)
+		}
+	})
+}
+
+func TestInFlightIterationsFinishOnShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		var finished atomic.Bool
+		w := backi.Loop("writer", func(ctx context.Context) error {
+			if finished.Load() {
+				<-ctx.Done()
+				return nil
+			}
+			time.Sleep(5 * time.Second) // a write that must not be cut off
+			finished.Store(true)
+			return nil
+		})
+		h := quietHost()
+		h.Add(w)
+		time.AfterFunc(time.Second, cancel)
+		if err := h.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !finished.Load() {
+			t.Fatal("the host returned before the in-flight iteration finished")
+		}
+	})
+}
+
+type stubborn struct{ release chan struct{} }
+
+func (s stubborn) Name() string { return "stubborn" }
+func (s stubborn) Run(ctx context.Context) error {
+	<-s.release
+	return nil
+}
+
+func TestShutdownTimeoutNamesWhatIsStillRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log, rec := newRecorder()
+		ctx, cancel := context.WithCancel(t.Context())
+		s := stubborn{make(chan struct{})}
+		defer close(s.release)
+		h := backi.NewHost(backi.WithSignals(), backi.WithLogger(log), backi.WithShutdownTimeout(3*time.Second))
+		h.Add(blocking("polite"), s)
+		cancel()
+		start := time.Now()
+		err := h.Run(ctx)
+		var se *backi.ShutdownError
+		if !errors.As(err, &se) || len(se.Running) != 1 || se.Running[0] != "stubborn" {
+			t.Fatalf("Run = %v, want a ShutdownError naming only stubborn", err)
+		}
+		if d := time.Since(start); d != 3*time.Second {
+			t.Fatalf("Run returned after %v, want the 3s timeout", d)
+		}
+		if len(rec.find("host stopped")) != 1 || rec.find("host stopped")[0].Level != slog.LevelError {
+			t.Fatalf("the stop line does not report the timeout: %+v", rec.all())
+		}
+	})
+}
+
+type panicking struct{}
+
+func (panicking) Name() string                { return "panicking" }
+func (panicking) Run(ctx context.Context) error { panic("service") }
+
+func TestServicePanicStopsTheHostNotTheProcess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := quietHost()
+		h.Add(blocking("other"), panicking{})
+		var pe *backi.PanicError
+		if err := h.Run(t.Context()); !errors.As(err, &pe) || pe.Value != "service" {
+			t.Fatalf("Run = %v, want the PanicError", err)
+		}
+	})
+}
+
+func TestHostConfigurationErrors(t *testing.T) {
+	h := quietHost()
+	if err := h.Run(context.Background()); err == nil || err.Error() != "backi: host has no services" {
+		t.Errorf("empty host: %v", err)
+	}
+	h = quietHost()
+	h.Add(blocking("a"), nil)
+	if err := h.Run(context.Background()); err == nil || err.Error() != "backi: host: service #2 is nil" {
+		t.Errorf("nil service: %v", err)
+	}
+	h = quietHost()
+	h.Add(blocking("a"), blocking("a"))
+	if err := h.Run(context.Background()); err == nil || !strings.Contains(err.Error(), `two services are named "a"`) {
+		t.Errorf("duplicate names: %v", err)
+	}
+	for _, opt := range []struct {
+		o    backi.HostOption
+		want string
+	}{
+		{backi.WithShutdownTimeout(0), "backi: host: WithShutdownTimeout(0s)"},
+		{backi.WithSignals(nil), "backi: host: WithSignals: nil signal"},
+		{backi.WithLogger(nil), "backi: host: WithLogger(nil)"},
+		{nil, "backi: host: nil HostOption"},
+	} {
+		h = backi.NewHost(opt.o)
+		h.Add(blocking("a"))
+		if err := h.Run(context.Background()); err == nil || !strings.Contains(err.Error(), opt.want) {
+			t.Errorf("Run = %v, want %q", err, opt.want)
+		}
+	}
+}
+
+func TestAddWhileRunningPanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		h := quietHost()
+		h.Add(blocking("a"))
+		done := make(chan error)
+		go func() { done <- h.Run(ctx) }()
+		synctest.Wait()
+		func() {
+			defer func() {
+				if v := recover(); v == nil || !strings.Contains(v.(string), "while the host is running") {
+					t.Errorf("Add during Run: recovered %v", v)
+				}
+			}()
+			h.Add(blocking("b"))
+		}()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestHTTPDrainsBeforeWorkersAreCancelled uses real time and a real socket:
+// the request in flight at shutdown completes, and only then are workers
+// cancelled.
+func TestHTTPDrainsBeforeWorkersAreCancelled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	inRequest := make(chan struct{})
+	var requestDone, workerCancelled atomic.Int64
+	srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(inRequest)
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "drained")
+		requestDone.Store(time.Now().UnixNano())
+	})}
+	worker := backi.Loop("worker", func(ctx context.Context) error {
+		<-ctx.Done()
+		workerCancelled.Store(time.Now().UnixNano())
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	h := quietHost(backi.WithShutdownTimeout(5 * time.Second))
+	h.Add(backi.HTTPServer(srv), worker)
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+
+	body := make(chan string)
+	go func() {
+		for {
+			resp, err := http.Get("http://" + addr)
+			if err != nil {
+				time.Sleep(10 * time.Millisecond) // not listening yet
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body <- string(b)
+			return
+		}
+	}()
+	<-inRequest
+	cancel()
+	if got := <-body; got != "drained" {
+		t.Fatalf("the request in flight got %q", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if requestDone.Load() == 0 || workerCancelled.Load() < requestDone.Load() {
+		t.Fatalf("the worker was cancelled before the HTTP server drained")
+	}
+	if _, err := http.Get("http://" + addr); err == nil {
+		t.Fatal("the server still accepts connections after Run returned")
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+func TestHTTPServerThatCannotListenStopsTheHost(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	h := quietHost()
+	h.Add(backi.HTTPServer(&http.Server{Addr: ln.Addr().String()}), blocking("w"))
+	err = h.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `service "http `+ln.Addr().String()+`"`) {
+		t.Fatalf("Run = %v, want the listen error", err)
+	}
+}
+
+// TestSignalStopsTheHost runs a host with the default signal handling in a
+// child process and sends it SIGTERM and SIGINT.
+func TestSignalStopsTheHost(t *testing.T) {
+	if os.Getenv("BACKI_SIGNAL_CHILD") == "1" {
+		signalChild()
+		return
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestSignalStopsTheHost$")
+			cmd.Env = append(os.Environ(), "BACKI_SIGNAL_CHILD=1")
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr = cmd.Stdout
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			lines := bufio.NewScanner(out)
+			var log strings.Builder
+			for lines.Scan() {
+				log.WriteString(lines.Text() + "\n")
+				if strings.Contains(lines.Text(), "worker started") {
+					break
+				}
+			}
+			start := time.Now()
+			cmd.Process.Signal(sig)
+			for lines.Scan() {
+				log.WriteString(lines.Text() + "\n")
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("child exited with %v; output:\n%s", err, log.String())
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("the child took %v to stop", d)
+			}
+			want := sig.String() + " signal received"
+			if !strings.Contains(log.String(), want) || !strings.Contains(log.String(), "host stopped") {
+				t.Fatalf("the log does not say %q and host stopped:\n%s", want, log.String())
+			}
+			if strings.Contains(log.String(), "level=ERROR") {
+				t.Fatalf("a signal stop logged errors:\n%s", log.String())
+			}
+		})
+	}
+}
+
+func signalChild() {
+	log := slog.New(slog.NewTextHandler(os.Stdout, nil))
+	h := backi.NewHost(backi.WithLogger(log))
+	h.Add(backi.Loop("tick", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+			return nil
+		}
+	}))
+	if err := h.Run(context.Background()); err != nil {
+		os.Exit(3)
+	}
+	os.Exit(0)
+}
