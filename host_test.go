@@ -181,7 +181,7 @@ func TestShutdownTimeoutNamesWhatIsStillRunning(t *testing.T) {
 
 type panicking struct{}
 
-func (panicking) Name() string                { return "panicking" }
+func (panicking) Name() string                  { return "panicking" }
 func (panicking) Run(ctx context.Context) error { panic("service") }
 
 func TestServicePanicStopsTheHostNotTheProcess(t *testing.T) {

@@ -48,7 +48,7 @@ func TestCleanupsRunInReverseWhateverTheOutcome(t *testing.T) {
 							if ctx.Err() != nil {
 								t.Errorf("cleanup %s got a context already done: %v", name, ctx.Err())
 							}
-							if dl, ok := ctx.Deadline(); !ok || dl.Sub(time.Now()) != 7*time.Second {
+							if dl, ok := ctx.Deadline(); !ok || time.Until(dl) != 7*time.Second {
 								t.Errorf("cleanup %s: deadline %v, want 7s from now", name, dl)
 							}
 							order = append(order, name)

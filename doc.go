@@ -1,0 +1,35 @@
+// Package backi runs the background work of a Go service: loops that drain an
+// outbox, poll a queue or refresh a cache, for the life of the process.
+//
+// A [Worker] runs one short iteration on repeat. [Loop] calls a function;
+// [Continuous] builds a fresh [Iteration] for every turn in a [Scope] whose
+// cleanups run after the turn, always, in reverse order. What an iteration
+// returns steers the worker:
+//
+//	nil            run the next iteration at once
+//	ErrNoWork      nothing to do: idle, with a wait growing from the idle minimum
+//	               to the maximum (WithIdle); Wake ends it at once
+//	Stop(err)      end the worker: Run returns err (nil for Stop(nil))
+//	other error    a failure: logged at error level, counted, handed to the
+//	               failure hook (WithOnFailure or the Iteration's OnFailure),
+//	               then a backoff wait (WithBackoff; exponential with jitter by
+//	               default, reset by the next success)
+//
+// A panic in an iteration, a build function, a cleanup or a hook becomes a
+// [*PanicError] and is handled as a failure: the process survives. An
+// iteration that ends because the worker is stopping is not a failure, and is
+// never logged as one. [WithTimeout] bounds each iteration; [WithEscalation]
+// ends the worker, or its host, once failures pile up.
+//
+// The caller owns the goroutine: [Worker.Run] blocks until the worker ends and
+// returns only when no iteration is in flight. [Worker.Status] reads counters
+// kept in atomics, so it never waits for the loop.
+//
+// A [Host] runs workers and HTTP servers ([HTTPServer]) together. It stops on
+// SIGINT or SIGTERM, when its context ends, or when a service fails; it drains
+// HTTP servers first, then cancels the workers and lets their in-flight
+// iterations finish, all within one shutdown timeout, and names whatever is
+// still running when that timeout passes.
+//
+// The package uses only the standard library.
+package backi
