@@ -39,7 +39,7 @@ func (s *Scope) Defer(fn func(ctx context.Context) error) {
 
 // release runs the registered cleanups, last registered first, and leaves the
 // scope empty for the next turn. A cleanup registered by a cleanup runs too.
-// base supplies the cleanups' context values.
+// base, which must not be cancellable, supplies the cleanups' context values.
 func (s *Scope) release(base context.Context, timeout time.Duration) error {
 	var errs []error
 	for {
@@ -60,12 +60,72 @@ func (s *Scope) release(base context.Context, timeout time.Duration) error {
 }
 
 func runCleanup(base context.Context, timeout time.Duration, fn func(context.Context) error) (err error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(base), timeout)
-	defer cancel()
+	ctx := &cleanupContext{Context: base, deadline: time.Now().Add(timeout)}
+	defer ctx.stop()
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(v)
 		}
 	}()
 	return fn(ctx)
+}
+
+// cleanupContext is the context of one cleanup: the values of a context that is
+// never cancelled, and a deadline. Its Done channel, and the timer that closes
+// it, are made only when asked for, so that the many cleanups that never look
+// at their context cost no timer.
+type cleanupContext struct {
+	context.Context // never cancelled
+	deadline        time.Time
+
+	mu    sync.Mutex
+	done  chan struct{}
+	timer *time.Timer
+}
+
+func (c *cleanupContext) Deadline() (time.Time, bool) { return c.deadline, true }
+
+func (c *cleanupContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if d := time.Until(c.deadline); d > 0 {
+			c.timer = time.AfterFunc(d, func() { close(c.done) })
+		} else {
+			close(c.done)
+		}
+	}
+	return c.done
+}
+
+// Err is consistent with Done: non-nil exactly when Done is closed. It starts
+// no timer.
+func (c *cleanupContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if time.Now().Before(c.deadline) {
+			return nil
+		}
+		c.done = make(chan struct{})
+		close(c.done)
+	}
+	select {
+	case <-c.done:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
+}
+
+func (c *cleanupContext) Value(key any) any { return c.Context.Value(key) }
+
+// stop releases the timer, if Done made one.
+func (c *cleanupContext) stop() {
+	c.mu.Lock()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.mu.Unlock()
 }

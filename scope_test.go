@@ -214,3 +214,47 @@ func TestEachTurnBuildsAFreshIteration(t *testing.T) {
 		}
 	})
 }
+
+func TestCleanupContextExpiresAtItsDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type key struct{}
+		ctx := context.WithValue(t.Context(), key{}, "carried")
+		var waited, derivedWaited time.Duration
+		var errAfter, causeAfter error
+		var value any
+		w := backi.Continuous("slow cleanup", func(ctx context.Context, s *backi.Scope) (backi.Iteration, error) {
+			s.Defer(func(ctx context.Context) error {
+				value = ctx.Value(key{})
+				if ctx.Err() != nil {
+					t.Error("Err before the deadline")
+				}
+				start := time.Now()
+				derived, cancel := context.WithTimeout(ctx, time.Hour)
+				defer cancel()
+				<-derived.Done()
+				derivedWaited = time.Since(start)
+				<-ctx.Done()
+				waited = time.Since(start)
+				errAfter, causeAfter = ctx.Err(), context.Cause(ctx)
+				return nil
+			})
+			s.Defer(func(ctx context.Context) error {
+				time.Sleep(3 * time.Second) // ignores its context
+				if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					t.Errorf("Err after the deadline = %v", ctx.Err())
+				}
+				return nil
+			})
+			return nil, backi.Stop(nil)
+		}, backi.WithLogger(quiet), backi.WithCleanupTimeout(2*time.Second))
+		if err := w.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if waited != 2*time.Second || derivedWaited != 2*time.Second {
+			t.Fatalf("waited %v (derived %v), want the 2s cleanup timeout", waited, derivedWaited)
+		}
+		if errAfter != context.DeadlineExceeded || causeAfter != context.DeadlineExceeded || value != "carried" {
+			t.Fatalf("Err %v, Cause %v, value %v", errAfter, causeAfter, value)
+		}
+	})
+}

@@ -165,6 +165,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // worker must end, and returns Run's result.
 func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 	done := ctx.Done()
+	cleanupBase := context.WithoutCancel(ctx)
 	var (
 		timer   *time.Timer
 		scope   Scope
@@ -191,7 +192,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 		if w.build == nil && w.cfg.timeout == 0 {
 			err = call(ctx, w.fn) // the hot path: no allocation
 		} else {
-			it, err = w.turn(ctx, &scope)
+			it, err = w.turn(ctx, cleanupBase, &scope)
 		}
 		end := time.Now()
 
@@ -266,8 +267,9 @@ func call(ctx context.Context, fn func(context.Context) error) (err error) {
 
 // turn runs one iteration with what the fast path leaves out: a Continuous
 // build and its scope, and the iteration's deadline. It returns the Iteration
-// built, if any, for its failure hook.
-func (w *Worker) turn(ctx context.Context, scope *Scope) (it Iteration, err error) {
+// built, if any, for its failure hook. cleanupBase is ctx without its
+// cancellation, for the scope's cleanups.
+func (w *Worker) turn(ctx, cleanupBase context.Context, scope *Scope) (it Iteration, err error) {
 	ictx := ctx
 	if w.cfg.timeout > 0 {
 		var cancel context.CancelFunc
@@ -277,17 +279,7 @@ func (w *Worker) turn(ctx context.Context, scope *Scope) (it Iteration, err erro
 	if w.build == nil {
 		err = call(ictx, w.fn)
 	} else {
-		err = call(ictx, func(ctx context.Context) error {
-			var berr error
-			it, berr = w.build(ctx, scope)
-			if berr != nil {
-				return berr
-			}
-			if it == nil {
-				return errors.New("backi: Continuous build returned a nil Iteration and no error")
-			}
-			return it.Run(ctx)
-		})
+		it, err = w.buildAndRun(ictx, scope)
 	}
 	if ictx != ctx && ictx.Err() != nil && ctx.Err() == nil {
 		if _, stop := asStop(err); !stop {
@@ -298,11 +290,28 @@ func (w *Worker) turn(ctx context.Context, scope *Scope) (it Iteration, err erro
 		}
 	}
 	if w.build != nil {
-		if cerr := scope.release(ctx, w.cfg.cleanupTimeout); cerr != nil {
+		if cerr := scope.release(cleanupBase, w.cfg.cleanupTimeout); cerr != nil {
 			err = joinCleanup(err, cerr)
 		}
 	}
 	return it, err
+}
+
+// buildAndRun builds a Continuous turn's Iteration and runs it, turning a
+// panic in either into a *PanicError.
+func (w *Worker) buildAndRun(ctx context.Context, scope *Scope) (it Iteration, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(v)
+		}
+	}()
+	if it, err = w.build(ctx, scope); err != nil {
+		return it, err
+	}
+	if it == nil {
+		return nil, errors.New("backi: Continuous build returned a nil Iteration and no error")
+	}
+	return it, it.Run(ctx)
 }
 
 // joinCleanup adds cleanup errors to a turn's result. Cleanup errors make the
