@@ -74,7 +74,26 @@ type slot struct {
 	other       atomic.Uint64 // stopped or cut short by shutdown
 	lastSuccess atomic.Int64
 	lastFailure atomic.Int64
-	_           [64]byte
+
+	// signal carries a token when the loop's wait timer fires or Wake is
+	// called; woken tells which. See waiter.wait.
+	signal chan struct{}
+	woken  atomic.Bool
+	_      [64]byte
+}
+
+// wake ends the loop's current idle wait, or its next one.
+func (s *slot) wake() {
+	s.woken.Store(true)
+	s.poke()
+}
+
+// poke sends a token without blocking; one pending token is enough.
+func (s *slot) poke() {
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
 }
 
 func (s *slot) setState(st State) {
@@ -88,7 +107,7 @@ type stats struct {
 	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed
 	consecutive atomic.Uint64
 	lastErr     atomic.Pointer[errorBox]
-	slots       atomic.Pointer[[]slot]
+	slots       []slot // one per loop, made once before the first Run
 }
 
 type errorBox struct{ err error }
@@ -106,15 +125,11 @@ func (st *stats) snapshot(name string) Status {
 	if b := st.lastErr.Load(); b != nil {
 		s.LastError = b.err
 	}
-	slots := st.slots.Load()
-	if slots == nil {
-		return s
-	}
-	s.Concurrency = len(*slots)
+	s.Concurrency = len(st.slots)
 	var busiest State = StateIdle
 	var inflight, lastOK, lastFail int64
-	for i := range *slots {
-		sl := &(*slots)[i]
+	for i := range st.slots {
+		sl := &st.slots[i]
 		s.Successes += sl.successes.Load()
 		s.Failures += sl.failures.Load()
 		s.NoWork += sl.noWork.Load()

@@ -38,7 +38,6 @@ type Worker struct {
 	once    sync.Once
 	cfg     config
 	cfgErr  error
-	wake    chan struct{}
 	running atomic.Bool
 	esc     escalation
 	stats   stats
@@ -61,20 +60,19 @@ func Continuous(name string, build func(ctx context.Context, s *Scope) (Iteratio
 func (w *Worker) Name() string { return w.name }
 
 // Status returns a snapshot of the worker. It never blocks.
-func (w *Worker) Status() Status { return w.stats.snapshot(w.name) }
+func (w *Worker) Status() Status {
+	w.setup()
+	return w.stats.snapshot(w.name)
+}
 
-// Wake ends the worker's current idle wait (after ErrNoWork) at once. If no
-// loop is idle, the next idle wait ends at once instead. Wake does not cut
-// short a backoff wait after a failure. It never blocks, and may be called
-// before Run.
+// Wake ends the idle wait (after ErrNoWork) of each of the worker's loops at
+// once; a loop that is not idle skips its next idle wait instead. Wake does
+// not cut short a backoff wait after a failure. It never blocks, and may be
+// called before Run.
 func (w *Worker) Wake() {
 	w.setup()
-	for range cap(w.wake) {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-			return
-		}
+	for i := range w.stats.slots {
+		w.stats.slots[i].wake()
 	}
 }
 
@@ -90,7 +88,10 @@ func (w *Worker) setup() {
 		case w.cfgErr != nil:
 			w.cfgErr = fmt.Errorf("backi: worker %q: %w", w.name, w.cfgErr)
 		}
-		w.wake = make(chan struct{}, max(w.cfg.concurrency, 1))
+		w.stats.slots = make([]slot, max(w.cfg.concurrency, 1))
+		for i := range w.stats.slots {
+			w.stats.slots[i].signal = make(chan struct{}, 1)
+		}
 		w.esc.policy = w.cfg.escalation
 	})
 }
@@ -112,11 +113,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.running.Store(false)
 
 	n := w.cfg.concurrency
-	if w.stats.slots.Load() == nil {
-		slots := make([]slot, n)
-		w.stats.slots.Store(&slots)
-	}
-	slots := *w.stats.slots.Load()
+	slots := w.stats.slots
 	log := w.cfg.logger
 	if log == nil {
 		log = loggerFrom(ctx)
@@ -150,13 +147,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 
-	attrs := []slog.Attr{slog.Duration("ran", time.Since(start))}
+	state, level := StateStopped, slog.LevelInfo
 	if err != nil {
-		w.stats.lifecycle.Store(int32(StateFailed))
-		log.LogAttrs(context.WithoutCancel(ctx), slog.LevelError, "worker stopped", append(attrs, slog.Any("err", err))...)
-	} else {
-		w.stats.lifecycle.Store(int32(StateStopped))
-		log.LogAttrs(context.WithoutCancel(ctx), slog.LevelInfo, "worker stopped", attrs...)
+		state, level = StateFailed, slog.LevelError
+	}
+	w.stats.lifecycle.Store(int32(state))
+	if log.Enabled(ctx, level) {
+		log.LogAttrs(ctx, level, "worker stopped", slog.Duration("ran", time.Since(start)), slog.Any("err", err))
 	}
 	return err
 }
@@ -166,17 +163,13 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 	done := ctx.Done()
 	cleanupBase := context.WithoutCancel(ctx)
+	wt := waiter{done: done, sl: sl}
+	defer wt.stop()
 	var (
-		timer   *time.Timer
 		scope   Scope
 		attempt int           // consecutive failures of this loop
 		idle    time.Duration // the latest idle wait, 0 after work
 	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
 	for {
 		select {
 		case <-done:
@@ -211,7 +204,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 		case <-done:
 			sl.other.Add(1)
 			if !isControl(err) {
-				log.LogAttrs(context.WithoutCancel(ctx), slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
+				log.LogAttrs(ctx, slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
 			}
 			return nil
 		default:
@@ -228,7 +221,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 			attempt = 0
 			idle = min(max(w.cfg.idleMin, 2*idle), w.cfg.idleMax)
 			sl.setState(StateIdle)
-			if !sleep(done, &timer, idle, w.wake) {
+			if !wt.wait(idle, true) {
 				return nil
 			}
 			continue
@@ -240,7 +233,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 			return serr
 		}
 		sl.setState(StateBackingOff)
-		if !sleep(done, &timer, wait, nil) {
+		if !wt.wait(wait, false) {
 			return nil
 		}
 	}
@@ -386,29 +379,54 @@ func logFailure(ctx context.Context, log *slog.Logger, err error, attempt int, w
 	log.LogAttrs(ctx, slog.LevelError, "iteration failed", attrs...)
 }
 
-// sleep waits for d, or until done is closed (it then returns false), or until
-// a value arrives on wake (nil for none).
-func sleep(done <-chan struct{}, timer **time.Timer, d time.Duration, wake chan struct{}) bool {
+// waiter makes a loop's waits. Every wait is a receive on two channels: the
+// loop's context and the slot's signal, which both the wait's timer and Wake
+// feed. A token may outlive the wait it was meant for, so each one is checked
+// against the wait's deadline and the woken flag.
+type waiter struct {
+	done  <-chan struct{}
+	sl    *slot
+	timer *time.Timer // made on the first wait
+}
+
+// wait blocks for d, and returns true, unless done is closed first (false) or,
+// when wakeable, Wake is called (true).
+func (wt *waiter) wait(d time.Duration, wakeable bool) bool {
+	if wakeable && wt.sl.woken.Swap(false) {
+		d = 0
+	}
 	if d <= 0 {
 		select {
-		case <-done:
+		case <-wt.done:
 			return false
 		default:
 			return true
 		}
 	}
-	if *timer == nil {
-		*timer = time.NewTimer(d)
+	deadline := time.Now().Add(d)
+	if wt.timer == nil {
+		wt.timer = time.AfterFunc(d, wt.sl.poke)
 	} else {
-		(*timer).Reset(d)
+		wt.timer.Reset(d)
 	}
-	select {
-	case <-done:
-		return false
-	case <-(*timer).C:
-		return true
-	case <-wake:
-		(*timer).Stop()
-		return true
+	for {
+		select {
+		case <-wt.done:
+			return false
+		case <-wt.sl.signal:
+			if wakeable && wt.sl.woken.Swap(false) {
+				wt.timer.Stop()
+				return true
+			}
+			if !time.Now().Before(deadline) {
+				return true
+			}
+		}
+	}
+}
+
+func (wt *waiter) stop() {
+	if wt.timer != nil {
+		wt.timer.Stop()
 	}
 }
