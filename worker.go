@@ -153,7 +153,12 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.stats.lifecycle.Store(int32(state))
 	if log.Enabled(ctx, level) {
-		log.LogAttrs(ctx, level, "worker stopped", slog.Duration("ran", time.Since(start)), slog.Any("err", err))
+		ran := slog.Duration("ran", time.Since(start))
+		if err != nil {
+			log.LogAttrs(ctx, level, "worker stopped", ran, slog.Any("err", err))
+		} else {
+			log.LogAttrs(ctx, level, "worker stopped", ran)
+		}
 	}
 	return err
 }
