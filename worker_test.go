@@ -727,3 +727,26 @@ func TestIdleAndBackingOffWorkersDoNotSpin(t *testing.T) {
 		}
 	})
 }
+
+func TestWakeReachesEveryLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		w := backi.Loop("pollers", func(ctx context.Context) error { return backi.ErrNoWork },
+			backi.WithConcurrency(3), backi.WithIdle(time.Hour, time.Hour), backi.WithLogger(quiet))
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		synctest.Wait()
+		if st := w.Status(); st.NoWork != 3 || st.State != backi.StateIdle {
+			t.Fatalf("status %+v, want 3 idle loops", st)
+		}
+		w.Wake()
+		synctest.Wait()
+		if st := w.Status(); st.NoWork != 6 {
+			t.Fatalf("after Wake %d iterations, want every loop to have run again (6)", st.NoWork)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
