@@ -112,6 +112,14 @@ type stats struct {
 
 type errorBox struct{ err error }
 
+// resetConsecutive ends a run of failures; it writes only when there was one,
+// so that a healthy loop does not contend on the shared counter.
+func (st *stats) resetConsecutive() {
+	if st.consecutive.Load() != 0 {
+		st.consecutive.Store(0)
+	}
+}
+
 func unixTime(ns int64) time.Time {
 	if ns == 0 {
 		return time.Time{}

@@ -163,82 +163,121 @@ func (w *Worker) Run(ctx context.Context) error {
 	return err
 }
 
-// loop is one loop of the worker: it runs turns until ctx is done or the
-// worker must end, and returns Run's result.
+// outcome is what one turn came to.
+type outcome int
+
+const (
+	succeeded outcome = iota
+	noWork
+	failed
+	stopped  // the iteration returned Stop
+	shutdown // the loop's context ended
+)
+
+// runner runs the turns of one loop and keeps its counters.
+type runner struct {
+	w           *Worker
+	ctx         context.Context
+	done        <-chan struct{}
+	cleanupBase context.Context
+	sl          *slot
+	log         *slog.Logger
+	scope       Scope
+	wt          waiter
+}
+
+func (w *Worker) newRunner(ctx context.Context, sl *slot, log *slog.Logger) *runner {
+	r := &runner{w: w, ctx: ctx, done: ctx.Done(), cleanupBase: context.WithoutCancel(ctx), sl: sl, log: log}
+	r.wt = waiter{done: r.done, sl: sl}
+	return r
+}
+
+// turn runs one iteration and counts it, unless it failed: that is for fail.
+// It returns the Iteration built, for its failure hook, the error, whose
+// meaning depends on the outcome, and when the iteration ended.
+func (r *runner) turn() (outcome, Iteration, error, time.Time) {
+	w, sl := r.w, r.sl
+	start := time.Now()
+	sl.started.Store(start.UnixNano())
+	sl.setState(StateRunning)
+
+	var it Iteration
+	var err error
+	if w.build == nil && w.cfg.timeout == 0 {
+		err = call(r.ctx, w.fn) // the hot path: no allocation
+	} else {
+		it, err = w.turn(r.ctx, r.cleanupBase, &r.scope)
+	}
+	end := time.Now()
+
+	if err == nil {
+		sl.successes.Add(1)
+		sl.lastSuccess.Store(end.UnixNano())
+		w.stats.resetConsecutive()
+		return succeeded, it, nil, end
+	}
+	// Shutdown is not a failure, whatever the iteration returned.
+	select {
+	case <-r.done:
+		sl.other.Add(1)
+		if !isControl(err) {
+			r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
+		}
+		return shutdown, it, nil, end
+	default:
+	}
+	if serr, ok := asStop(err); ok {
+		sl.other.Add(1)
+		return stopped, it, serr, end
+	}
+	if errors.Is(err, ErrNoWork) {
+		sl.noWork.Add(1)
+		w.stats.resetConsecutive()
+		return noWork, it, nil, end
+	}
+	return failed, it, err, end
+}
+
+// loop is one loop of a worker without a schedule: it runs turns until ctx is
+// done or the worker must end, and returns Run's result.
 func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
-	done := ctx.Done()
-	cleanupBase := context.WithoutCancel(ctx)
-	wt := waiter{done: done, sl: sl}
-	defer wt.stop()
+	r := w.newRunner(ctx, sl, log)
+	defer r.wt.stop()
 	var (
-		scope   Scope
 		attempt int           // consecutive failures of this loop
 		idle    time.Duration // the latest idle wait, 0 after work
 	)
 	for {
 		select {
-		case <-done:
+		case <-r.done:
 			return nil
 		default:
 		}
-		start := time.Now()
-		sl.started.Store(start.UnixNano())
-		sl.setState(StateRunning)
-
-		var it Iteration
-		var err error
-		if w.build == nil && w.cfg.timeout == 0 {
-			err = call(ctx, w.fn) // the hot path: no allocation
-		} else {
-			it, err = w.turn(ctx, cleanupBase, &scope)
-		}
-		end := time.Now()
-
-		if err == nil {
-			sl.successes.Add(1)
-			sl.lastSuccess.Store(end.UnixNano())
-			if w.stats.consecutive.Load() != 0 {
-				w.stats.consecutive.Store(0)
-			}
+		out, it, err, end := r.turn()
+		switch out {
+		case succeeded:
 			attempt, idle = 0, 0
 			continue
-		}
-
-		// Shutdown is not a failure, whatever the iteration returned.
-		select {
-		case <-done:
-			sl.other.Add(1)
-			if !isControl(err) {
-				log.LogAttrs(ctx, slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
-			}
+		case shutdown:
 			return nil
-		default:
-		}
-		if serr, ok := asStop(err); ok {
-			sl.other.Add(1)
-			return serr
-		}
-		if errors.Is(err, ErrNoWork) {
-			sl.noWork.Add(1)
-			if w.stats.consecutive.Load() != 0 {
-				w.stats.consecutive.Store(0)
-			}
+		case stopped:
+			return err
+		case noWork:
 			attempt = 0
 			idle = min(max(w.cfg.idleMin, 2*idle), w.cfg.idleMax)
 			sl.setState(StateIdle)
-			if !wt.wait(idle, true) {
+			if !r.wt.wait(idle, true) {
 				return nil
 			}
 			continue
 		}
-
 		attempt++
 		wait, stop, serr := w.fail(ctx, sl, it, err, attempt, end, log)
 		if stop {
 			return serr
 		}
 		sl.setState(StateBackingOff)
-		if !wt.wait(wait, false) {
+		if !r.wt.wait(wait, false) {
 			return nil
 		}
 	}
