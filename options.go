@@ -49,6 +49,12 @@ type config struct {
 	cleanupTimeout time.Duration
 	logger         *slog.Logger
 	escalation     escalationPolicy
+
+	schedule   Schedule
+	runAtStart bool
+	jitter     time.Duration
+	store      ScheduleStore
+	skipMissed bool
 }
 
 func defaultConfig() config {
@@ -210,4 +216,95 @@ func loggerFrom(ctx context.Context) *slog.Logger {
 		return l
 	}
 	return slog.Default()
+}
+
+// WithSchedule makes the worker periodic: it runs one iteration at each time
+// s gives, and waits in between. Iterations never overlap: when one overruns
+// its period, the ticks it covered are skipped and the next run starts at
+// once, for the latest of them. ErrNoWork counts as a completed run. A failed
+// run is retried after the backoff wait, unless the next scheduled run comes
+// first; that run then proceeds as usual. Wake runs an iteration at once
+// without moving the schedule. A periodic worker runs one loop (concurrency 1).
+func WithSchedule(s Schedule) Option {
+	return optionFunc(func(c *config) error {
+		if s == nil {
+			return errors.New("WithSchedule(nil): schedule is nil")
+		}
+		if v, ok := s.(interface{ validate() error }); ok {
+			if err := v.validate(); err != nil {
+				return fmt.Errorf("WithSchedule: %w", err)
+			}
+		}
+		c.schedule = s
+		return nil
+	})
+}
+
+// WithRunAtStart makes a periodic worker run once as soon as it starts, then
+// on its schedule.
+func WithRunAtStart() Option {
+	return optionFunc(func(c *config) error {
+		c.runAtStart = true
+		return nil
+	})
+}
+
+// WithJitter delays each scheduled run by a random duration in [0, max), so
+// that replicas and workers on the same schedule do not all fire at once.
+// max must be positive.
+func WithJitter(max time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if max <= 0 {
+			return fmt.Errorf("WithJitter(%v): need a positive duration", max)
+		}
+		c.jitter = max
+		return nil
+	})
+}
+
+// WithScheduleStore sets where a periodic worker records its completed runs,
+// under the worker's name. On start the worker continues from the last one:
+// if runs were missed while it was down, it runs once at once (never once per
+// missed run), unless WithSkipMissed. The default is a MemoryStore of the
+// worker's own.
+func WithScheduleStore(st ScheduleStore) Option {
+	return optionFunc(func(c *config) error {
+		if st == nil {
+			return errors.New("WithScheduleStore(nil): store is nil")
+		}
+		c.store = st
+		return nil
+	})
+}
+
+// WithSkipMissed makes a periodic worker that finds, on start, that runs were
+// missed while it was down wait for the next scheduled run instead of running
+// once at once.
+func WithSkipMissed() Option {
+	return optionFunc(func(c *config) error {
+		c.skipMissed = true
+		return nil
+	})
+}
+
+// checkSchedule checks the options that only make sense together.
+func (c *config) checkSchedule() error {
+	if c.schedule == nil {
+		for _, o := range []struct {
+			set  bool
+			name string
+		}{{c.runAtStart, "WithRunAtStart"}, {c.jitter > 0, "WithJitter"}, {c.store != nil, "WithScheduleStore"}, {c.skipMissed, "WithSkipMissed"}} {
+			if o.set {
+				return fmt.Errorf("%s: needs WithSchedule", o.name)
+			}
+		}
+		return nil
+	}
+	if c.concurrency != 1 {
+		return fmt.Errorf("WithSchedule: a periodic worker runs one loop, not WithConcurrency(%d)", c.concurrency)
+	}
+	if c.store == nil {
+		c.store = &MemoryStore{}
+	}
+	return nil
 }

@@ -13,7 +13,7 @@ const (
 	StateNew State = iota
 	// StateRunning: an iteration is in flight.
 	StateRunning
-	// StateIdle: waiting after ErrNoWork.
+	// StateIdle: waiting after ErrNoWork, or for the next scheduled run.
 	StateIdle
 	// StateBackingOff: waiting after a failure.
 	StateBackingOff
@@ -61,6 +61,9 @@ type Status struct {
 	// InFlightSince is when the oldest iteration now in flight started; zero
 	// when none is.
 	InFlightSince time.Time
+	// NextRun is when the next scheduled run is due (see WithSchedule); zero
+	// without a schedule.
+	NextRun time.Time
 }
 
 // slot is the state of one loop, written only by that loop. It is padded so
@@ -74,6 +77,7 @@ type slot struct {
 	other       atomic.Uint64 // stopped or cut short by shutdown
 	lastSuccess atomic.Int64
 	lastFailure atomic.Int64
+	nextRun     atomic.Int64 // UnixNano of the next scheduled run, 0 if none
 
 	// signal carries a token when the loop's wait timer fires or Wake is
 	// called; woken tells which. See waiter.wait.
@@ -144,6 +148,9 @@ func (st *stats) snapshot(name string) Status {
 		s.Iterations += sl.other.Load()
 		lastOK = max(lastOK, sl.lastSuccess.Load())
 		lastFail = max(lastFail, sl.lastFailure.Load())
+		if t := sl.nextRun.Load(); t != 0 {
+			s.NextRun = time.Unix(0, t)
+		}
 		switch State(sl.state.Load()) {
 		case StateRunning:
 			busiest = StateRunning

@@ -87,6 +87,10 @@ func (w *Worker) setup() {
 			w.cfgErr = fmt.Errorf("backi: worker %q: the iteration function is nil", w.name)
 		case w.cfgErr != nil:
 			w.cfgErr = fmt.Errorf("backi: worker %q: %w", w.name, w.cfgErr)
+		default:
+			if err := w.cfg.checkSchedule(); err != nil {
+				w.cfgErr = fmt.Errorf("backi: worker %q: %w", w.name, err)
+			}
 		}
 		w.stats.slots = make([]slot, max(w.cfg.concurrency, 1))
 		for i := range w.stats.slots {
@@ -125,7 +129,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	start := time.Now()
 
 	var err error
-	if n == 1 {
+	if w.cfg.schedule != nil {
+		err = w.periodic(ctx, &slots[0], log)
+	} else if n == 1 {
 		err = w.loop(ctx, &slots[0], log)
 	} else {
 		lctx, cancel := context.WithCancel(ctx)
@@ -266,7 +272,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 			attempt = 0
 			idle = min(max(w.cfg.idleMin, 2*idle), w.cfg.idleMax)
 			sl.setState(StateIdle)
-			if !r.wt.wait(idle, true) {
+			if r.wt.wait(idle, true) == waitDone {
 				return nil
 			}
 			continue
@@ -277,7 +283,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 			return serr
 		}
 		sl.setState(StateBackingOff)
-		if !r.wt.wait(wait, false) {
+		if r.wt.wait(wait, false) == waitDone {
 			return nil
 		}
 	}
@@ -433,19 +439,32 @@ type waiter struct {
 	timer *time.Timer // made on the first wait
 }
 
-// wait blocks for d, and returns true, unless done is closed first (false) or,
-// when wakeable, Wake is called (true).
-func (wt *waiter) wait(d time.Duration, wakeable bool) bool {
-	if wakeable && wt.sl.woken.Swap(false) {
-		d = 0
-	}
+// waitResult says how a wait ended.
+type waitResult int
+
+const (
+	waitDone    waitResult = iota // the loop's context ended
+	waitElapsed                   // the time was up
+	waitWoken                     // Wake was called
+)
+
+// wait blocks for d, or until done is closed or, when wakeable, Wake is
+// called. A wait of d ≤ 0 ends at once; it consumes a pending Wake, since a
+// run is about to happen anyway.
+func (wt *waiter) wait(d time.Duration, wakeable bool) waitResult {
 	if d <= 0 {
+		if wakeable {
+			wt.sl.woken.Store(false)
+		}
 		select {
 		case <-wt.done:
-			return false
+			return waitDone
 		default:
-			return true
+			return waitElapsed
 		}
+	}
+	if wakeable && wt.sl.woken.Swap(false) {
+		return waitWoken
 	}
 	deadline := time.Now().Add(d)
 	if wt.timer == nil {
@@ -456,14 +475,14 @@ func (wt *waiter) wait(d time.Duration, wakeable bool) bool {
 	for {
 		select {
 		case <-wt.done:
-			return false
+			return waitDone
 		case <-wt.sl.signal:
 			if wakeable && wt.sl.woken.Swap(false) {
 				wt.timer.Stop()
-				return true
+				return waitWoken
 			}
 			if !time.Now().Before(deadline) {
-				return true
+				return waitElapsed
 			}
 		}
 	}

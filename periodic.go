@@ -1,0 +1,181 @@
+package backi
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+)
+
+// periodic is the loop of a worker with a schedule (see WithSchedule).
+func (w *Worker) periodic(ctx context.Context, sl *slot, log *slog.Logger) error {
+	r := w.newRunner(ctx, sl, log)
+	defer r.wt.stop()
+	defer sl.nextRun.Store(0)
+	c := &w.cfg
+	_, relative := c.schedule.(delay)
+
+	attempt := 0 // consecutive failures
+	due, err := w.firstDue(r, &attempt)
+	if err != nil || due.IsZero() && isDone(r.done) {
+		return err
+	}
+	// at is when the run starts: due plus jitter, or a retry's time.
+	jittered := func(t time.Time) time.Time {
+		if c.jitter > 0 && !t.IsZero() {
+			return t.Add(rand.N(c.jitter))
+		}
+		return t
+	}
+	at := due
+	if !c.runAtStart {
+		at = jittered(due)
+	}
+	for {
+		if due.IsZero() {
+			log.LogAttrs(ctx, slog.LevelInfo, "schedule has no further runs")
+			return nil
+		}
+		sl.nextRun.Store(due.UnixNano())
+		sl.setState(StateIdle)
+
+		// Wait for the run; Wake runs an iteration now and leaves it due.
+		for woken := true; woken; {
+			switch r.wt.wait(time.Until(at), true) {
+			case waitDone:
+				return nil
+			case waitElapsed:
+				woken = false
+			case waitWoken:
+				log.LogAttrs(ctx, slog.LevelInfo, "run on Wake", slog.Time("next", due))
+				out, it, err, end := r.turn()
+				switch out {
+				case shutdown:
+					return nil
+				case stopped:
+					return err
+				case failed:
+					attempt++
+					if _, stop, serr := w.fail(ctx, sl, it, err, attempt, end, log); stop {
+						return serr
+					}
+				default:
+					attempt = 0
+				}
+				sl.setState(StateIdle)
+			}
+		}
+
+		log.LogAttrs(ctx, slog.LevelInfo, "scheduled run", slog.Time("due", due), slog.Duration("late", time.Since(due)))
+		out, it, err, end := r.turn()
+		switch out {
+		case shutdown:
+			return nil
+		case stopped:
+			return err
+		case succeeded, noWork:
+			attempt = 0
+			done := due
+			if relative {
+				done = end
+			}
+			if err := c.store.SaveRun(ctx, w.name, done); err != nil {
+				log.LogAttrs(ctx, slog.LevelError, "could not record the run", slog.Time("due", due), slog.Any("err", err))
+			}
+			due = nextDue(c.schedule, relative, due, end)
+			at = jittered(due)
+			continue
+		}
+		attempt++
+		next := nextDue(c.schedule, relative, due, end)
+		wait, stop, serr := w.fail(ctx, sl, it, err, attempt, end, log)
+		if stop {
+			return serr
+		}
+		if retry := end.Add(wait); next.IsZero() || retry.Before(next) {
+			at = retry // retry the same run
+			sl.setState(StateBackingOff)
+			if r.wt.wait(time.Until(at), false) == waitDone {
+				return nil
+			}
+			continue
+		}
+		due, at = next, jittered(next) // the next run comes first: it proceeds as usual
+	}
+}
+
+// firstDue returns the first run's due time: now with WithRunAtStart, else
+// after the last completed run in the store, else (the first start ever,
+// which it records) the schedule's next. Runs
+// missed while the worker was down make one run due now, unless
+// WithSkipMissed. A store that cannot be read is a failure, retried.
+func (w *Worker) firstDue(r *runner, attempt *int) (time.Time, error) {
+	c := &w.cfg
+	if c.runAtStart {
+		return time.Now(), nil
+	}
+	for {
+		last, err := c.store.LastRun(r.ctx, w.name)
+		now := time.Now()
+		if err == nil {
+			if last.IsZero() {
+				// The schedule starts now: recorded, so that a first run that
+				// falls while the process is down is still run on restart.
+				if err := c.store.SaveRun(r.ctx, w.name, now); err != nil {
+					r.log.LogAttrs(r.ctx, slog.LevelError, "could not record the schedule's start", slog.Any("err", err))
+				}
+				return c.schedule.Next(now), nil
+			}
+			_, relative := c.schedule.(delay)
+			n := c.schedule.Next(last)
+			switch {
+			case n.IsZero() || n.After(now):
+				return n, nil
+			case c.skipMissed:
+				return c.schedule.Next(now), nil
+			case relative:
+				return now, nil
+			}
+			return nextDue(c.schedule, false, last, now), nil
+		}
+		*attempt++
+		wait, stop, serr := w.fail(r.ctx, r.sl, nil, err, *attempt, now, r.log)
+		if stop {
+			return time.Time{}, serr
+		}
+		r.sl.setState(StateBackingOff)
+		if r.wt.wait(wait, false) == waitDone {
+			return time.Time{}, nil
+		}
+	}
+}
+
+// nextDue returns the run that follows the one due at due, which ended at end.
+// When the schedule's next run is already past, the ticks are not caught up
+// one by one: the latest of them is due at once.
+func nextDue(s Schedule, relative bool, due, end time.Time) time.Time {
+	if relative {
+		return s.Next(end)
+	}
+	n := s.Next(due)
+	if n.IsZero() || n.After(end) {
+		return n
+	}
+	for range 10_000 { // bounded: a dense schedule after a long overrun
+		m := s.Next(n)
+		if m.IsZero() || m.After(end) {
+			break
+		}
+		n = m
+	}
+	return n
+}
+
+func isDone(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,102 @@
+package backi
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Schedule paces a periodic worker (see [WithSchedule]): Next returns the
+// first run after the given time, or the zero time when there is none. The
+// Schedule values of popular cron parsers satisfy it unchanged; the
+// github.com/backi-go/backi/cron package parses cron expressions.
+type Schedule interface {
+	Next(after time.Time) time.Time
+}
+
+// Every returns a fixed-rate schedule that runs every d, on wall-clock
+// boundaries: at the multiples of d since the Unix epoch, so that
+// Every(15*time.Minute) runs at :00, :15, :30 and :45 of every hour, whenever
+// the process started. Restarting the process does not move the runs. d must
+// be positive. Use EveryFrom to choose the boundaries.
+func Every(d time.Duration) Schedule { return EveryFrom(time.Unix(0, 0), d) }
+
+// EveryFrom returns a fixed-rate schedule that runs at anchor + k·d for every
+// integer k. EveryFrom(time.Now(), d) anchors the runs at the worker's start.
+func EveryFrom(anchor time.Time, d time.Duration) Schedule { return every{anchor, d} }
+
+type every struct {
+	anchor time.Time
+	d      time.Duration
+}
+
+func (e every) Next(after time.Time) time.Time {
+	since := after.Sub(e.anchor)
+	k := since / e.d
+	if since < 0 && since%e.d != 0 {
+		k-- // round toward minus infinity
+	}
+	return e.anchor.Add((k + 1) * e.d)
+}
+
+func (e every) validate() error {
+	if e.d <= 0 {
+		return fmt.Errorf("Every(%v): need a positive period", e.d)
+	}
+	return nil
+}
+
+// Delay returns a fixed-delay schedule: each run starts d after the previous
+// one ended, however long it took. d must be positive.
+func Delay(d time.Duration) Schedule { return delay(d) }
+
+type delay time.Duration
+
+func (d delay) Next(after time.Time) time.Time { return after.Add(time.Duration(d)) }
+
+func (d delay) validate() error {
+	if d <= 0 {
+		return fmt.Errorf("Delay(%v): need a positive delay", time.Duration(d))
+	}
+	return nil
+}
+
+// ScheduleStore remembers, for each named schedule, the last run that
+// completed, so that a periodic worker neither starves nor repeats runs
+// across restarts (see [WithScheduleStore]). Implementations must be safe for
+// concurrent use.
+type ScheduleStore interface {
+	// LastRun returns the time recorded by the latest SaveRun for name, or
+	// the zero time if there is none.
+	LastRun(ctx context.Context, name string) (time.Time, error)
+	// SaveRun records that the run of name due at t has completed. A worker
+	// that finds no record on start saves its start time, so that its first
+	// run is not lost if the process is down when it falls due.
+	SaveRun(ctx context.Context, name string, t time.Time) error
+}
+
+// MemoryStore is a ScheduleStore kept in memory: it survives a worker's
+// restart within the process, not the process's. The zero value is ready to use.
+type MemoryStore struct {
+	mu   sync.Mutex
+	runs map[string]time.Time
+}
+
+// LastRun implements ScheduleStore.
+func (m *MemoryStore) LastRun(_ context.Context, name string) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.runs[name], nil
+}
+
+// SaveRun implements ScheduleStore.
+func (m *MemoryStore) SaveRun(_ context.Context, name string, t time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.runs == nil {
+		m.runs = make(map[string]time.Time)
+	}
+	m.runs[name] = t
+	return nil
+}
