@@ -48,7 +48,7 @@ func (w *Worker) periodic(ctx context.Context, sl *slot, log *slog.Logger) error
 				woken = false
 			case waitWoken:
 				log.LogAttrs(ctx, slog.LevelInfo, "run on Wake", slog.Time("next", due))
-				out, it, err, end := r.turn()
+				out, it, end, err := r.turn()
 				switch out {
 				case shutdown:
 					return nil
@@ -67,7 +67,7 @@ func (w *Worker) periodic(ctx context.Context, sl *slot, log *slog.Logger) error
 		}
 
 		log.LogAttrs(ctx, slog.LevelInfo, "scheduled run", slog.Time("due", due), slog.Duration("late", time.Since(due)))
-		out, it, err, end := r.turn()
+		out, it, end, err := r.turn()
 		switch out {
 		case shutdown:
 			return nil

@@ -199,9 +199,9 @@ func (w *Worker) newRunner(ctx context.Context, sl *slot, log *slog.Logger) *run
 }
 
 // turn runs one iteration and counts it, unless it failed: that is for fail.
-// It returns the Iteration built, for its failure hook, the error, whose
-// meaning depends on the outcome, and when the iteration ended.
-func (r *runner) turn() (outcome, Iteration, error, time.Time) {
+// It returns the Iteration built, for its failure hook, when the iteration
+// ended, and the error, whose meaning depends on the outcome.
+func (r *runner) turn() (outcome, Iteration, time.Time, error) {
 	w, sl := r.w, r.sl
 	start := time.Now()
 	sl.started.Store(start.UnixNano())
@@ -220,7 +220,7 @@ func (r *runner) turn() (outcome, Iteration, error, time.Time) {
 		sl.successes.Add(1)
 		sl.lastSuccess.Store(end.UnixNano())
 		w.stats.resetConsecutive()
-		return succeeded, it, nil, end
+		return succeeded, it, end, nil
 	}
 	// Shutdown is not a failure, whatever the iteration returned.
 	select {
@@ -229,19 +229,19 @@ func (r *runner) turn() (outcome, Iteration, error, time.Time) {
 		if !isControl(err) {
 			r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
 		}
-		return shutdown, it, nil, end
+		return shutdown, it, end, nil
 	default:
 	}
 	if serr, ok := asStop(err); ok {
 		sl.other.Add(1)
-		return stopped, it, serr, end
+		return stopped, it, end, serr
 	}
 	if errors.Is(err, ErrNoWork) {
 		sl.noWork.Add(1)
 		w.stats.resetConsecutive()
-		return noWork, it, nil, end
+		return noWork, it, end, nil
 	}
-	return failed, it, err, end
+	return failed, it, end, err
 }
 
 // loop is one loop of a worker without a schedule: it runs turns until ctx is
@@ -259,7 +259,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 			return nil
 		default:
 		}
-		out, it, err, end := r.turn()
+		out, it, end, err := r.turn()
 		switch out {
 		case succeeded:
 			attempt, idle = 0, 0
