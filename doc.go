@@ -21,6 +21,11 @@
 // never logged as one. [WithTimeout] bounds each iteration; [WithEscalation]
 // ends the worker, or its host, once failures pile up.
 //
+// [WithSchedule] makes a worker periodic: [Every] runs on wall-clock
+// boundaries, [EveryFrom] from an anchor, [Delay] a fixed time after each run,
+// and the cron module parses cron expressions. A [ScheduleStore] keeps the
+// last completed run so that restarts neither starve nor repeat runs.
+//
 // The caller owns the goroutine: [Worker.Run] blocks until the worker ends and
 // returns only when no iteration is in flight. [Worker.Status] reads counters
 // kept in atomics, so it never waits for the loop.

@@ -114,8 +114,8 @@ func TestDaylightSaving(t *testing.T) {
 	ny := newYork(t)
 	for _, tc := range []struct {
 		name, expr, from string
-		days                 int
-		want                 []string // local times of the runs
+		days             int
+		want             []string // local times of the runs
 	}{
 		{"spring: the skipped 02:30 runs at 03:30", "30 2 * * *", "2024-03-08 12:00:00", 3,
 			[]string{"2024-03-09 02:30 EST", "2024-03-10 03:30 EDT", "2024-03-11 02:30 EDT"}},
