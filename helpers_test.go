@@ -8,10 +8,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/backi-go/backi/internal/demotest"
 	"github.com/backi-go/backi/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { leakcheck.Main(m) }
+func TestMain(m *testing.M) {
+	demotest.Main(signalChild)
+	leakcheck.Main(m)
+}
 
 // recorder is a slog.Handler that keeps every record, for assertions.
 type recorder struct {

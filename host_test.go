@@ -1,7 +1,6 @@
 package backi_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/demotest"
 )
 
 func quietHost(opts ...backi.HostOption) *backi.Host {
@@ -328,52 +327,19 @@ func TestHTTPServerThatCannotListenStopsTheHost(t *testing.T) {
 // TestSignalStopsTheHost runs a host with the default signal handling in a
 // child process and sends it SIGTERM and SIGINT.
 func TestSignalStopsTheHost(t *testing.T) {
-	if os.Getenv("BACKI_SIGNAL_CHILD") == "1" {
-		signalChild()
-		return
-	}
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], "-test.run=^TestSignalStopsTheHost$")
-			cmd.Env = append(os.Environ(), "BACKI_SIGNAL_CHILD=1")
-			out, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = cmd.Stdout
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			lines := bufio.NewScanner(out)
-			var log strings.Builder
-			for lines.Scan() {
-				log.WriteString(lines.Text() + "\n")
-				if strings.Contains(lines.Text(), "worker started") {
-					break
-				}
-			}
-			start := time.Now()
-			cmd.Process.Signal(sig)
-			for lines.Scan() {
-				log.WriteString(lines.Text() + "\n")
-			}
-			if err := cmd.Wait(); err != nil {
-				t.Fatalf("child exited with %v; output:\n%s", err, log.String())
-			}
-			if d := time.Since(start); d > 5*time.Second {
-				t.Fatalf("the child took %v to stop", d)
-			}
-			want := sig.String() + " signal received"
-			if !strings.Contains(log.String(), want) || !strings.Contains(log.String(), "host stopped") {
-				t.Fatalf("the log does not say %q and host stopped:\n%s", want, log.String())
-			}
-			if strings.Contains(log.String(), "level=ERROR") {
-				t.Fatalf("a signal stop logged errors:\n%s", log.String())
+			p := demotest.Start(t)
+			p.WaitFor("worker started")
+			p.StopWith(sig, 5*time.Second)
+			if want := sig.String() + " signal received"; !strings.Contains(p.Log(), want) || !strings.Contains(p.Log(), "host stopped") {
+				t.Fatalf("the log does not say %q and host stopped:\n%s", want, p.Log())
 			}
 		})
 	}
 }
 
+// signalChild is the program TestSignalStopsTheHost runs.
 func signalChild() {
 	log := slog.New(slog.NewTextHandler(os.Stdout, nil))
 	h := backi.NewHost(backi.WithLogger(log))
@@ -388,5 +354,4 @@ func signalChild() {
 	if err := h.Run(context.Background()); err != nil {
 		os.Exit(3)
 	}
-	os.Exit(0)
 }

@@ -48,51 +48,31 @@ func (w *Worker) periodic(ctx context.Context, sl *slot, log *slog.Logger) error
 				woken = false
 			case waitWoken:
 				log.LogAttrs(ctx, slog.LevelInfo, "run on Wake", slog.Time("next", due))
-				out, it, end, err := r.turn()
-				switch out {
-				case shutdown:
-					return nil
-				case stopped:
-					return err
-				case failed:
-					attempt++
-					if _, stop, serr := w.fail(ctx, sl, it, err, attempt, end, log); stop {
-						return serr
-					}
-				default:
-					attempt = 0
+				if res := r.periodicTurn(&attempt); res.finish {
+					return res.err
 				}
 				sl.setState(StateIdle)
 			}
 		}
 
 		log.LogAttrs(ctx, slog.LevelInfo, "scheduled run", slog.Time("due", due), slog.Duration("late", time.Since(due)))
-		out, it, end, err := r.turn()
-		switch out {
-		case shutdown:
-			return nil
-		case stopped:
-			return err
-		case succeeded, noWork:
-			attempt = 0
+		res := r.periodicTurn(&attempt)
+		if res.finish {
+			return res.err
+		}
+		next := nextDue(c.schedule, relative, due, res.end)
+		if !res.failed {
 			done := due
 			if relative {
-				done = end
+				done = res.end
 			}
 			if err := c.store.SaveRun(ctx, w.name, done); err != nil {
 				log.LogAttrs(ctx, slog.LevelError, "could not record the run", slog.Time("due", due), slog.Any("err", err))
 			}
-			due = nextDue(c.schedule, relative, due, end)
-			at = jittered(due)
+			due, at = next, jittered(next)
 			continue
 		}
-		attempt++
-		next := nextDue(c.schedule, relative, due, end)
-		wait, stop, serr := w.fail(ctx, sl, it, err, attempt, end, log)
-		if stop {
-			return serr
-		}
-		if retry := end.Add(wait); next.IsZero() || retry.Before(next) {
+		if retry := res.end.Add(res.wait); next.IsZero() || retry.Before(next) {
 			at = retry // retry the same run
 			sl.setState(StateBackingOff)
 			if r.wt.wait(time.Until(at), false) == waitDone {
@@ -102,6 +82,33 @@ func (w *Worker) periodic(ctx context.Context, sl *slot, log *slog.Logger) error
 		}
 		due, at = next, jittered(next) // the next run comes first: it proceeds as usual
 	}
+}
+
+// periodicResult is how one turn of a periodic worker went.
+type periodicResult struct {
+	end    time.Time
+	failed bool
+	wait   time.Duration // the backoff's wait, after a failure
+	finish bool          // the worker ends, with err
+	err    error
+}
+
+// periodicTurn runs one turn and handles what every periodic turn shares: the
+// end of the worker and the bookkeeping of failures.
+func (r *runner) periodicTurn(attempt *int) periodicResult {
+	out, it, end, err := r.turn()
+	switch out {
+	case shutdown:
+		return periodicResult{end: end, finish: true}
+	case stopped:
+		return periodicResult{end: end, finish: true, err: err}
+	case failed:
+		*attempt++
+		wait, stop, serr := r.w.fail(r.ctx, r.sl, it, err, *attempt, end, r.log)
+		return periodicResult{end: end, failed: true, wait: wait, finish: stop, err: serr}
+	}
+	*attempt = 0
+	return periodicResult{end: end}
 }
 
 // firstDue returns the first run's due time: now with WithRunAtStart, else

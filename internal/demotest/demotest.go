@@ -93,10 +93,13 @@ func (p *Proc) Log() string { return strings.Join(p.log, "\n") }
 
 // Stop sends SIGTERM and checks that the demo exits with status 0 within
 // limit, having logged no warning or error.
-func (p *Proc) Stop(limit time.Duration) {
+func (p *Proc) Stop(limit time.Duration) { p.StopWith(syscall.SIGTERM, limit) }
+
+// StopWith is Stop with another signal.
+func (p *Proc) StopWith(sig os.Signal, limit time.Duration) {
 	p.t.Helper()
 	start := time.Now()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Process.Signal(sig)
 	for l := range p.lines {
 		p.log = append(p.log, l)
 	}
