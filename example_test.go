@@ -16,7 +16,7 @@ import (
 func plainLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey || a.Key == "ran" || a.Key == "stack" {
+			if a.Key == slog.TimeKey || a.Key == "ran" || a.Key == "duration" || a.Key == "stack" {
 				return slog.Attr{}
 			}
 			return a
@@ -156,9 +156,9 @@ func ExampleWithOnFailure() {
 	// Output:
 	// level=INFO msg="worker started" worker=flaky concurrency=1
 	// level=WARN msg="retrying soon" worker=flaky attempt=1
-	// level=ERROR msg="iteration failed" worker=flaky attempt=1 wait=1ms err="attempt 1 failed"
+	// level=ERROR msg="iteration failed" worker=flaky iteration=1 attempt=1 wait=1ms err="attempt 1 failed"
 	// level=WARN msg="retrying soon" worker=flaky attempt=2
-	// level=ERROR msg="iteration failed" worker=flaky attempt=2 wait=1ms err="attempt 2 failed"
+	// level=ERROR msg="iteration failed" worker=flaky iteration=2 attempt=2 wait=1ms err="attempt 2 failed"
 	// level=INFO msg="worker stopped" worker=flaky
 }
 

@@ -46,6 +46,7 @@ type hostConfig struct {
 	shutdownTimeout time.Duration
 	signals         []os.Signal
 	logger          *slog.Logger
+	stuckAfter      time.Duration
 }
 
 type hostOptionFunc func(*hostConfig) error
@@ -191,7 +192,11 @@ func (h *Host) Run(ctx context.Context) error {
 	}
 
 	// The services' context ends only when the host says so, after draining.
-	svcCtx, cancel := context.WithCancelCause(context.WithValue(context.WithoutCancel(ctx), loggerKey{}, log))
+	base := context.WithValue(context.WithoutCancel(ctx), loggerKey{}, log)
+	if cfg.stuckAfter > 0 {
+		base = context.WithValue(base, stuckKey{}, cfg.stuckAfter)
+	}
+	svcCtx, cancel := context.WithCancelCause(base)
 	defer cancel(nil)
 	results := make(chan result, len(services))
 	alive := make([]bool, len(services))

@@ -50,6 +50,8 @@ type config struct {
 	logger         *slog.Logger
 	escalation     escalationPolicy
 
+	stuckAfter time.Duration
+
 	schedule   Schedule
 	runAtStart bool
 	jitter     time.Duration
@@ -207,6 +209,34 @@ func (o loggerOption) applyHost(c *hostConfig) error {
 	c.logger = o.l
 	return o.check()
 }
+
+// WithStuckAfter reports an iteration still running after d as stuck: one
+// Warn record ("iteration stuck", with how long it has run), StateStuck in
+// Status until it returns. The check runs every d/10, so the report comes
+// within a tenth of d. On a host it is the default of the workers that set
+// none. d must be positive; by default nothing is reported stuck.
+func WithStuckAfter(d time.Duration) SharedOption { return stuckOption{d} }
+
+type stuckOption struct{ d time.Duration }
+
+func (o stuckOption) check() error {
+	if o.d <= 0 {
+		return fmt.Errorf("WithStuckAfter(%v): need a positive duration", o.d)
+	}
+	return nil
+}
+
+func (o stuckOption) applyWorker(c *config) error {
+	c.stuckAfter = o.d
+	return o.check()
+}
+
+func (o stuckOption) applyHost(c *hostConfig) error {
+	c.stuckAfter = o.d
+	return o.check()
+}
+
+type stuckKey struct{}
 
 type loggerKey struct{}
 

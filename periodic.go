@@ -104,7 +104,7 @@ func (r *runner) periodicTurn(attempt *int) periodicResult {
 		return periodicResult{end: end, finish: true, err: err}
 	case failed:
 		*attempt++
-		wait, stop, serr := r.w.fail(r.ctx, r.sl, it, err, *attempt, end, r.log)
+		wait, stop, serr := r.fail(it, err, *attempt, end)
 		return periodicResult{end: end, failed: true, wait: wait, finish: stop, err: serr}
 	}
 	*attempt = 0
@@ -146,7 +146,8 @@ func (w *Worker) firstDue(r *runner, attempt *int) (time.Time, error) {
 			return nextDue(c.schedule, false, last, now), nil
 		}
 		*attempt++
-		wait, stop, serr := w.fail(r.ctx, r.sl, nil, err, *attempt, now, r.log)
+		r.sl.started.Store(now.UnixNano()) // for the record's duration
+		wait, stop, serr := r.fail(nil, err, *attempt, now)
 		if stop {
 			return time.Time{}, serr
 		}

@@ -21,9 +21,11 @@ const (
 	StateStopped
 	// StateFailed: Run returned an error.
 	StateFailed
+	// StateStuck: an iteration has run longer than WithStuckAfter allows.
+	StateStuck
 )
 
-var stateNames = [...]string{"new", "running", "idle", "backing off", "stopped", "failed"}
+var stateNames = [...]string{"new", "running", "idle", "backing off", "stopped", "failed", "stuck"}
 
 func (s State) String() string {
 	if s >= 0 && int(s) < len(stateNames) {
@@ -37,8 +39,8 @@ func (s State) String() string {
 // differ by the iteration that finished in between.
 type Status struct {
 	Name string
-	// State is the most active state among the worker's loops: running, then
-	// backing off, then idle.
+	// State is the most telling state among the worker's loops: stuck, then
+	// running, then backing off, then idle.
 	State State
 	// Concurrency is the number of loops (see WithConcurrency).
 	Concurrency int
@@ -86,6 +88,11 @@ type slot struct {
 	_      [64]byte
 }
 
+// count is the number of iterations the loop has finished.
+func (s *slot) count() uint64 {
+	return s.successes.Load() + s.failures.Load() + s.noWork.Load() + s.other.Load()
+}
+
 // wake ends the loop's current idle wait, or its next one.
 func (s *slot) wake() {
 	s.woken.Store(true)
@@ -109,6 +116,7 @@ func (s *slot) setState(st State) {
 // stats is what a worker shares between its loops and with Status readers.
 type stats struct {
 	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed
+	stuckAfter  atomic.Int64 // WithStuckAfter in effect, 0 for none
 	consecutive atomic.Uint64
 	lastErr     atomic.Pointer[errorBox]
 	slots       []slot // one per loop, made once before the first Run
@@ -168,6 +176,9 @@ func (st *stats) snapshot(name string) Status {
 	if s.State == StateRunning {
 		s.State = busiest
 		s.InFlightSince = unixTime(inflight)
+		if d := st.stuckAfter.Load(); d > 0 && busiest == StateRunning && time.Since(s.InFlightSince) > time.Duration(d) {
+			s.State = StateStuck
+		}
 	}
 	return s
 }

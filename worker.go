@@ -41,6 +41,7 @@ type Worker struct {
 	running atomic.Bool
 	esc     escalation
 	stats   stats
+	failLog failureLog
 }
 
 // Loop returns a worker that calls fn on repeat. fn's result has the meaning
@@ -124,9 +125,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	log = log.With(slog.String("worker", w.name))
 
+	stuck := w.cfg.stuckAfter
+	if d, ok := ctx.Value(stuckKey{}).(time.Duration); ok && stuck == 0 {
+		stuck = d
+	}
+	w.stats.stuckAfter.Store(int64(stuck))
 	w.stats.lifecycle.Store(int32(StateRunning))
 	log.LogAttrs(ctx, slog.LevelInfo, "worker started", slog.Int("concurrency", n))
 	start := time.Now()
+	if stuck > 0 {
+		watched := make(chan struct{})
+		stopWatch := make(chan struct{})
+		go func() {
+			defer close(watched)
+			w.watch(ctx, stopWatch, stuck, log)
+		}()
+		defer func() { close(stopWatch); <-watched }()
+	}
 
 	var err error
 	if w.cfg.schedule != nil {
@@ -153,6 +168,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 
+	w.failLog.flush(ctx, log, time.Now())
 	state, level := StateStopped, slog.LevelInfo
 	if err != nil {
 		state, level = StateFailed, slog.LevelError
@@ -167,6 +183,34 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// watch reports iterations that run longer than d, once each, until stop
+// is closed.
+func (w *Worker) watch(ctx context.Context, stop <-chan struct{}, d time.Duration, log *slog.Logger) {
+	t := time.NewTicker(max(d/10, time.Millisecond))
+	defer t.Stop()
+	slots := w.stats.slots
+	warned := make([]uint64, len(slots)) // per loop: 1 + the number of iterations finished before the one reported
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			for i := range slots {
+				sl := &slots[i]
+				if State(sl.state.Load()) != StateRunning {
+					continue
+				}
+				seq := sl.count() + 1
+				ran := now.Sub(time.Unix(0, sl.started.Load()))
+				if ran > d && warned[i] != seq && State(sl.state.Load()) == StateRunning && sl.count()+1 == seq {
+					warned[i] = seq
+					log.LogAttrs(ctx, slog.LevelWarn, "iteration stuck", slog.Uint64("iteration", seq), slog.Duration("running", ran))
+				}
+			}
+		}
+	}
 }
 
 // outcome is what one turn came to.
@@ -190,6 +234,9 @@ type runner struct {
 	log         *slog.Logger
 	scope       Scope
 	wt          waiter
+	next        time.Time // when set, the start of the next turn: the end of one that ran just before
+	debug       bool      // whether the logger takes Debug records
+	turns       uint32    // turns run, to re-check debug now and then
 }
 
 func (w *Worker) newRunner(ctx context.Context, sl *slot, log *slog.Logger) *runner {
@@ -203,9 +250,23 @@ func (w *Worker) newRunner(ctx context.Context, sl *slot, log *slog.Logger) *run
 // ended, and the error, whose meaning depends on the outcome.
 func (r *runner) turn() (outcome, Iteration, time.Time, error) {
 	w, sl := r.w, r.sl
-	start := time.Now()
+	start := r.next // one clock read per turn when turns run back to back
+	if start.IsZero() {
+		start = time.Now()
+	}
+	r.next = time.Time{}
 	sl.started.Store(start.UnixNano())
 	sl.setState(StateRunning)
+	// Asking the handler on every turn would cost the hot path a few
+	// percent; a level change is seen within 1024 turns.
+	if r.turns%1024 == 0 {
+		r.debug = r.log.Enabled(r.ctx, slog.LevelDebug)
+	}
+	r.turns++
+	debug := r.debug
+	if debug {
+		r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration started", slog.Uint64("iteration", sl.count()+1))
+	}
 
 	var it Iteration
 	var err error
@@ -215,6 +276,10 @@ func (r *runner) turn() (outcome, Iteration, time.Time, error) {
 		it, err = w.turn(r.ctx, r.cleanupBase, &r.scope)
 	}
 	end := time.Now()
+	if debug {
+		r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration finished", slog.Uint64("iteration", sl.count()+1),
+			slog.Duration("duration", end.Sub(start)), slog.Any("err", err))
+	}
 
 	if err == nil {
 		sl.successes.Add(1)
@@ -263,6 +328,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 		switch out {
 		case succeeded:
 			attempt, idle = 0, 0
+			r.next = end
 			continue
 		case shutdown:
 			return nil
@@ -278,7 +344,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 			continue
 		}
 		attempt++
-		wait, stop, serr := w.fail(ctx, sl, it, err, attempt, end, log)
+		wait, stop, serr := r.fail(it, err, attempt, end)
 		if stop {
 			return serr
 		}
@@ -372,7 +438,8 @@ func joinCleanup(err, cerr error) error {
 // fail records a failure, asks the failure hook and the escalation policy what
 // to do, and logs it. It returns the wait before the next turn, or stop and
 // Run's result.
-func (w *Worker) fail(ctx context.Context, sl *slot, it Iteration, err error, attempt int, now time.Time, log *slog.Logger) (time.Duration, bool, error) {
+func (r *runner) fail(it Iteration, err error, attempt int, now time.Time) (time.Duration, bool, error) {
+	w, sl, ctx, log := r.w, r.sl, r.ctx, r.log
 	sl.failures.Add(1)
 	sl.lastFailure.Store(now.UnixNano())
 	w.stats.lastErr.Store(&errorBox{err})
@@ -386,6 +453,7 @@ func (w *Worker) fail(ctx context.Context, sl *slot, it Iteration, err error, at
 	} else {
 		hook = w.cfg.onFailure
 	}
+	rec := failureRecord{err: err, iteration: sl.count(), duration: now.Sub(time.Unix(0, sl.started.Load())), attempt: attempt}
 	if hook != nil {
 		hwait, herr := callHook(ctx, hook, f)
 		var pe *PanicError
@@ -396,7 +464,7 @@ func (w *Worker) fail(ctx context.Context, sl *slot, it Iteration, err error, at
 			if serr, ok := asStop(herr); ok {
 				herr = serr
 			}
-			logFailure(ctx, log, err, attempt, 0)
+			w.failLog.write(ctx, log, rec, now)
 			return 0, true, herr
 		default:
 			wait = max(hwait, 0)
@@ -404,10 +472,11 @@ func (w *Worker) fail(ctx context.Context, sl *slot, it Iteration, err error, at
 	}
 	if w.esc.record(now) {
 		p := w.esc.policy
-		logFailure(ctx, log, err, attempt, 0)
+		w.failLog.write(ctx, log, rec, now)
 		return 0, true, &EscalationError{Worker: w.name, Failures: p.failures, Window: p.window, Action: p.action, Err: err}
 	}
-	logFailure(ctx, log, err, attempt, wait)
+	rec.wait = wait
+	w.failLog.write(ctx, log, rec, now)
 	return wait, false, nil
 }
 
@@ -418,15 +487,6 @@ func callHook(ctx context.Context, hook func(context.Context, Failure) (time.Dur
 		}
 	}()
 	return hook(ctx, f)
-}
-
-func logFailure(ctx context.Context, log *slog.Logger, err error, attempt int, wait time.Duration) {
-	attrs := []slog.Attr{slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("err", err)}
-	var pe *PanicError
-	if errors.As(err, &pe) {
-		attrs = append(attrs, slog.String("stack", string(pe.Stack)))
-	}
-	log.LogAttrs(ctx, slog.LevelError, "iteration failed", attrs...)
 }
 
 // waiter makes a loop's waits. Every wait is a receive on two channels: the

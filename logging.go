@@ -1,0 +1,91 @@
+package backi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// StormWindow is how close together failures with the same error must come
+// for their records to be collapsed: a failure whose error reads the same as
+// the previous record's, less than StormWindow after it, is counted instead of
+// logged, and the count is logged in one record ("iteration failed
+// repeatedly") before the next record or when the worker stops. Status and
+// metrics still see every failure.
+const StormWindow = time.Second
+
+// failureRecord is what a failure's log record says.
+type failureRecord struct {
+	err       error
+	iteration uint64
+	duration  time.Duration
+	attempt   int
+	wait      time.Duration
+}
+
+// failureLog writes a worker's failure records, collapsing storms.
+type failureLog struct {
+	mu       sync.Mutex
+	last     string    // the error text of the last record written
+	lastAt   time.Time // when it was written
+	repeated int       // failures with that text since, not written
+}
+
+func (l *failureLog) write(ctx context.Context, log *slog.Logger, r failureRecord, now time.Time) {
+	msg := r.err.Error()
+	l.mu.Lock()
+	if msg == l.last && now.Sub(l.lastAt) < StormWindow {
+		l.repeated++
+		l.mu.Unlock()
+		return
+	}
+	sum := l.take(now)
+	l.last, l.lastAt = msg, now
+	l.mu.Unlock()
+	sum.log(ctx, log)
+
+	attrs := []slog.Attr{
+		slog.Uint64("iteration", r.iteration),
+		slog.Duration("duration", r.duration),
+		slog.Int("attempt", r.attempt),
+		slog.Duration("wait", r.wait),
+		slog.Any("err", r.err),
+	}
+	var pe *PanicError
+	if errors.As(r.err, &pe) {
+		attrs = append(attrs, slog.String("stack", string(pe.Stack)))
+	}
+	log.LogAttrs(ctx, slog.LevelError, "iteration failed", attrs...)
+}
+
+// flush writes the count of failures not yet reported.
+func (l *failureLog) flush(ctx context.Context, log *slog.Logger, now time.Time) {
+	l.mu.Lock()
+	sum := l.take(now)
+	l.mu.Unlock()
+	sum.log(ctx, log)
+}
+
+// stormSummary is the record of collapsed repeats.
+type stormSummary struct {
+	err      string
+	repeated int
+	in       time.Duration
+}
+
+// take returns, and resets, the count of collapsed repeats. l.mu is held.
+func (l *failureLog) take(now time.Time) stormSummary {
+	s := stormSummary{err: l.last, repeated: l.repeated, in: now.Sub(l.lastAt)}
+	l.repeated = 0
+	return s
+}
+
+func (s stormSummary) log(ctx context.Context, log *slog.Logger) {
+	if s.repeated == 0 {
+		return
+	}
+	log.LogAttrs(ctx, slog.LevelError, "iteration failed repeatedly",
+		slog.String("err", s.err), slog.Int("repeated", s.repeated), slog.Duration("in", s.in))
+}
