@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -47,6 +48,7 @@ type hostConfig struct {
 	signals         []os.Signal
 	logger          *slog.Logger
 	stuckAfter      time.Duration
+	observer        Observer
 }
 
 type hostOptionFunc func(*hostConfig) error
@@ -86,6 +88,47 @@ type Host struct {
 	mu       sync.Mutex
 	services []hosted
 	running  bool
+	state    atomic.Int32 // a HostState
+}
+
+// HostState is where a host is in its life.
+type HostState int32
+
+const (
+	// HostNew: Run has not been called, or has not started the services yet.
+	HostNew HostState = iota
+	// HostRunning: every service has been started.
+	HostRunning
+	// HostStopping: shutdown has begun.
+	HostStopping
+	// HostStopped: Run has returned.
+	HostStopped
+)
+
+var hostStateNames = [...]string{"new", "running", "stopping", "stopped"}
+
+func (s HostState) String() string {
+	if s >= 0 && int(s) < len(hostStateNames) {
+		return hostStateNames[s]
+	}
+	return fmt.Sprintf("HostState(%d)", int32(s))
+}
+
+// State returns where the host is in its life. It never blocks.
+func (h *Host) State() HostState { return HostState(h.state.Load()) }
+
+// Workers returns the workers among the host's services, in the order they
+// were added.
+func (h *Host) Workers() []*Worker {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ws []*Worker
+	for _, s := range h.services {
+		if w, ok := s.Service.(*Worker); ok {
+			ws = append(ws, w)
+		}
+	}
+	return ws
 }
 
 type hosted struct {
@@ -180,6 +223,7 @@ func (h *Host) Run(ctx context.Context) error {
 		return err
 	}
 	defer func() {
+		h.state.Store(int32(HostStopped))
 		h.mu.Lock()
 		h.running = false
 		h.mu.Unlock()
@@ -196,6 +240,9 @@ func (h *Host) Run(ctx context.Context) error {
 	if cfg.stuckAfter > 0 {
 		base = context.WithValue(base, stuckKey{}, cfg.stuckAfter)
 	}
+	if cfg.observer != nil {
+		base = context.WithValue(base, observerKey{}, cfg.observer)
+	}
 	svcCtx, cancel := context.WithCancelCause(base)
 	defer cancel(nil)
 	results := make(chan result, len(services))
@@ -205,6 +252,7 @@ func (h *Host) Run(ctx context.Context) error {
 		go func() { results <- result{i, runService(svcCtx, s)} }()
 	}
 	left := len(services)
+	h.state.Store(int32(HostRunning))
 	log.LogAttrs(ctx, slog.LevelInfo, "host started", slog.Int("services", left))
 
 	var cause error // why the host stops, when a service made it
@@ -230,6 +278,7 @@ func (h *Host) Run(ctx context.Context) error {
 		return cause
 	}
 
+	h.state.Store(int32(HostStopping))
 	begun := time.Now()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
 	defer scancel()

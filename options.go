@@ -51,6 +51,7 @@ type config struct {
 	escalation     escalationPolicy
 
 	stuckAfter time.Duration
+	observer   Observer
 
 	schedule   Schedule
 	runAtStart bool

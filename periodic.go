@@ -1,15 +1,14 @@
 package backi
 
 import (
-	"context"
 	"log/slog"
 	"math/rand/v2"
 	"time"
 )
 
 // periodic is the loop of a worker with a schedule (see WithSchedule).
-func (w *Worker) periodic(ctx context.Context, sl *slot, log *slog.Logger) error {
-	r := w.newRunner(ctx, sl, log)
+func (w *Worker) periodic(r *runner) error {
+	ctx, sl, log := r.ctx, r.sl, r.log
 	defer r.wt.stop()
 	defer sl.nextRun.Store(0)
 	c := &w.cfg
@@ -37,7 +36,7 @@ func (w *Worker) periodic(ctx context.Context, sl *slot, log *slog.Logger) error
 			return nil
 		}
 		sl.nextRun.Store(due.UnixNano())
-		sl.setState(StateIdle)
+		r.setState(StateIdle)
 
 		// Wait for the run; Wake runs an iteration now and leaves it due.
 		for woken := true; woken; {
@@ -51,7 +50,7 @@ func (w *Worker) periodic(ctx context.Context, sl *slot, log *slog.Logger) error
 				if res := r.periodicTurn(&attempt); res.finish {
 					return res.err
 				}
-				sl.setState(StateIdle)
+				r.setState(StateIdle)
 			}
 		}
 
@@ -74,7 +73,7 @@ func (w *Worker) periodic(ctx context.Context, sl *slot, log *slog.Logger) error
 		}
 		if retry := res.end.Add(res.wait); next.IsZero() || retry.Before(next) {
 			at = retry // retry the same run
-			sl.setState(StateBackingOff)
+			r.setState(StateBackingOff)
 			if r.wt.wait(time.Until(at), false) == waitDone {
 				return nil
 			}
@@ -98,11 +97,11 @@ type periodicResult struct {
 func (r *runner) periodicTurn(attempt *int) periodicResult {
 	out, it, end, err := r.turn()
 	switch out {
-	case shutdown:
+	case ResultShutdown:
 		return periodicResult{end: end, finish: true}
-	case stopped:
+	case ResultStopped:
 		return periodicResult{end: end, finish: true, err: err}
-	case failed:
+	case ResultFailure:
 		*attempt++
 		wait, stop, serr := r.fail(it, err, *attempt, end)
 		return periodicResult{end: end, failed: true, wait: wait, finish: stop, err: serr}
@@ -151,7 +150,7 @@ func (w *Worker) firstDue(r *runner, attempt *int) (time.Time, error) {
 		if stop {
 			return time.Time{}, serr
 		}
-		r.sl.setState(StateBackingOff)
+		r.setState(StateBackingOff)
 		if r.wt.wait(wait, false) == waitDone {
 			return time.Time{}, nil
 		}

@@ -107,12 +107,6 @@ func (s *slot) poke() {
 	}
 }
 
-func (s *slot) setState(st State) {
-	if State(s.state.Load()) != st {
-		s.state.Store(int32(st))
-	}
-}
-
 // stats is what a worker shares between its loops and with Status readers.
 type stats struct {
 	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed

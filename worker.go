@@ -118,7 +118,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer w.running.Store(false)
 
 	n := w.cfg.concurrency
-	slots := w.stats.slots
 	log := w.cfg.logger
 	if log == nil {
 		log = loggerFrom(ctx)
@@ -130,6 +129,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		stuck = d
 	}
 	w.stats.stuckAfter.Store(int64(stuck))
+	obs := w.cfg.observer
+	if o, ok := ctx.Value(observerKey{}).(Observer); ok && obs == nil {
+		obs = o
+	}
 	w.stats.lifecycle.Store(int32(StateRunning))
 	log.LogAttrs(ctx, slog.LevelInfo, "worker started", slog.Int("concurrency", n))
 	start := time.Now()
@@ -138,23 +141,23 @@ func (w *Worker) Run(ctx context.Context) error {
 		stopWatch := make(chan struct{})
 		go func() {
 			defer close(watched)
-			w.watch(ctx, stopWatch, stuck, log)
+			w.watch(ctx, stopWatch, stuck, log, obs)
 		}()
 		defer func() { close(stopWatch); <-watched }()
 	}
 
 	var err error
 	if w.cfg.schedule != nil {
-		err = w.periodic(ctx, &slots[0], log)
+		err = w.periodic(w.newRunner(ctx, 0, log, obs))
 	} else if n == 1 {
-		err = w.loop(ctx, &slots[0], log)
+		err = w.loop(w.newRunner(ctx, 0, log, obs))
 	} else {
 		lctx, cancel := context.WithCancel(ctx)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				errs[i] = w.loop(lctx, &slots[i], log)
+				errs[i] = w.loop(w.newRunner(lctx, i, log, obs))
 				cancel() // one loop's end is the worker's end
 			})
 		}
@@ -187,7 +190,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 // watch reports iterations that run longer than d, once each, until stop
 // is closed.
-func (w *Worker) watch(ctx context.Context, stop <-chan struct{}, d time.Duration, log *slog.Logger) {
+func (w *Worker) watch(ctx context.Context, stop <-chan struct{}, d time.Duration, log *slog.Logger, obs Observer) {
 	t := time.NewTicker(max(d/10, time.Millisecond))
 	defer t.Stop()
 	slots := w.stats.slots
@@ -207,22 +210,14 @@ func (w *Worker) watch(ctx context.Context, stop <-chan struct{}, d time.Duratio
 				if ran > d && warned[i] != seq && State(sl.state.Load()) == StateRunning && sl.count()+1 == seq {
 					warned[i] = seq
 					log.LogAttrs(ctx, slog.LevelWarn, "iteration stuck", slog.Uint64("iteration", seq), slog.Duration("running", ran))
+					if obs != nil {
+						obs.StateChange(w.name, i, StateRunning, StateStuck)
+					}
 				}
 			}
 		}
 	}
 }
-
-// outcome is what one turn came to.
-type outcome int
-
-const (
-	succeeded outcome = iota
-	noWork
-	failed
-	stopped  // the iteration returned Stop
-	shutdown // the loop's context ended
-)
 
 // runner runs the turns of one loop and keeps its counters.
 type runner struct {
@@ -231,7 +226,9 @@ type runner struct {
 	done        <-chan struct{}
 	cleanupBase context.Context
 	sl          *slot
+	index       int // of the loop
 	log         *slog.Logger
+	obs         Observer // nil for none
 	scope       Scope
 	wt          waiter
 	next        time.Time // when set, the start of the next turn: the end of one that ran just before
@@ -239,16 +236,29 @@ type runner struct {
 	turns       uint32    // turns run, to re-check debug now and then
 }
 
-func (w *Worker) newRunner(ctx context.Context, sl *slot, log *slog.Logger) *runner {
-	r := &runner{w: w, ctx: ctx, done: ctx.Done(), cleanupBase: context.WithoutCancel(ctx), sl: sl, log: log}
+func (w *Worker) newRunner(ctx context.Context, index int, log *slog.Logger, obs Observer) *runner {
+	sl := &w.stats.slots[index]
+	r := &runner{w: w, ctx: ctx, done: ctx.Done(), cleanupBase: context.WithoutCancel(ctx), sl: sl, index: index, log: log, obs: obs}
 	r.wt = waiter{done: r.done, sl: sl}
 	return r
+}
+
+// setState records the loop's state and tells the observer of a change.
+func (r *runner) setState(st State) {
+	old := State(r.sl.state.Load())
+	if old == st {
+		return
+	}
+	r.sl.state.Store(int32(st))
+	if r.obs != nil {
+		r.obs.StateChange(r.w.name, r.index, old, st)
+	}
 }
 
 // turn runs one iteration and counts it, unless it failed: that is for fail.
 // It returns the Iteration built, for its failure hook, when the iteration
 // ended, and the error, whose meaning depends on the outcome.
-func (r *runner) turn() (outcome, Iteration, time.Time, error) {
+func (r *runner) turn() (Result, Iteration, time.Time, error) {
 	w, sl := r.w, r.sl
 	start := r.next // one clock read per turn when turns run back to back
 	if start.IsZero() {
@@ -256,7 +266,7 @@ func (r *runner) turn() (outcome, Iteration, time.Time, error) {
 	}
 	r.next = time.Time{}
 	sl.started.Store(start.UnixNano())
-	sl.setState(StateRunning)
+	r.setState(StateRunning)
 	// Asking the handler on every turn would cost the hot path a few
 	// percent; a level change is seen within 1024 turns.
 	if r.turns%1024 == 0 {
@@ -268,24 +278,41 @@ func (r *runner) turn() (outcome, Iteration, time.Time, error) {
 		r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration started", slog.Uint64("iteration", sl.count()+1))
 	}
 
+	ictx := r.ctx
+	var ev IterationEvent
+	if r.obs != nil {
+		ev = IterationEvent{Worker: w.name, Loop: r.index, Iteration: sl.count() + 1, Start: start}
+		ictx = r.obs.IterationStart(ictx, ev)
+	}
 	var it Iteration
 	var err error
 	if w.build == nil && w.cfg.timeout == 0 {
-		err = call(r.ctx, w.fn) // the hot path: no allocation
+		err = call(ictx, w.fn) // the hot path: no allocation
 	} else {
-		it, err = w.turn(r.ctx, r.cleanupBase, &r.scope)
+		it, err = w.turn(ictx, r.cleanupBase, &r.scope)
 	}
 	end := time.Now()
 	if debug {
 		r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration finished", slog.Uint64("iteration", sl.count()+1),
 			slog.Duration("duration", end.Sub(start)), slog.Any("err", err))
 	}
+	res, rerr := r.account(err, end)
+	if r.obs != nil {
+		r.obs.IterationEnd(ictx, ev, IterationResult{Result: res, Err: err, Duration: end.Sub(start)})
+	}
+	return res, it, end, rerr
+}
+
+// account counts a finished iteration, unless it failed (that is for fail),
+// and tells what it came to, with the error that matters for it.
+func (r *runner) account(err error, end time.Time) (Result, error) {
+	w, sl := r.w, r.sl
 
 	if err == nil {
 		sl.successes.Add(1)
 		sl.lastSuccess.Store(end.UnixNano())
 		w.stats.resetConsecutive()
-		return succeeded, it, end, nil
+		return ResultSuccess, nil
 	}
 	// Shutdown is not a failure, whatever the iteration returned.
 	select {
@@ -294,25 +321,24 @@ func (r *runner) turn() (outcome, Iteration, time.Time, error) {
 		if !isControl(err) {
 			r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
 		}
-		return shutdown, it, end, nil
+		return ResultShutdown, nil
 	default:
 	}
 	if serr, ok := asStop(err); ok {
 		sl.other.Add(1)
-		return stopped, it, end, serr
+		return ResultStopped, serr
 	}
 	if errors.Is(err, ErrNoWork) {
 		sl.noWork.Add(1)
 		w.stats.resetConsecutive()
-		return noWork, it, end, nil
+		return ResultNoWork, nil
 	}
-	return failed, it, end, err
+	return ResultFailure, err
 }
 
 // loop is one loop of a worker without a schedule: it runs turns until ctx is
 // done or the worker must end, and returns Run's result.
-func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
-	r := w.newRunner(ctx, sl, log)
+func (w *Worker) loop(r *runner) error {
 	defer r.wt.stop()
 	var (
 		attempt int           // consecutive failures of this loop
@@ -326,18 +352,18 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 		}
 		out, it, end, err := r.turn()
 		switch out {
-		case succeeded:
+		case ResultSuccess:
 			attempt, idle = 0, 0
 			r.next = end
 			continue
-		case shutdown:
+		case ResultShutdown:
 			return nil
-		case stopped:
+		case ResultStopped:
 			return err
-		case noWork:
+		case ResultNoWork:
 			attempt = 0
 			idle = min(max(w.cfg.idleMin, 2*idle), w.cfg.idleMax)
-			sl.setState(StateIdle)
+			r.setState(StateIdle)
 			if r.wt.wait(idle, true) == waitDone {
 				return nil
 			}
@@ -348,7 +374,7 @@ func (w *Worker) loop(ctx context.Context, sl *slot, log *slog.Logger) error {
 		if stop {
 			return serr
 		}
-		sl.setState(StateBackingOff)
+		r.setState(StateBackingOff)
 		if r.wt.wait(wait, false) == waitDone {
 			return nil
 		}

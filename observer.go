@@ -1,0 +1,92 @@
+package backi
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Result is how one iteration ended.
+type Result int
+
+const (
+	// ResultSuccess: the iteration returned nil.
+	ResultSuccess Result = iota
+	// ResultNoWork: it returned ErrNoWork.
+	ResultNoWork
+	// ResultFailure: it failed (an error, a panic, a timeout, a failed cleanup).
+	ResultFailure
+	// ResultStopped: it returned Stop.
+	ResultStopped
+	// ResultShutdown: the worker was stopping; whatever it returned is not a failure.
+	ResultShutdown
+)
+
+var resultNames = [...]string{"success", "no_work", "failure", "stopped", "shutdown"}
+
+func (r Result) String() string {
+	if r >= 0 && int(r) < len(resultNames) {
+		return resultNames[r]
+	}
+	return fmt.Sprintf("Result(%d)", int(r))
+}
+
+// Observer is told what workers do as it happens, for metrics and tracing; see
+// WithObserver. Its methods are called synchronously from the worker's loops
+// (StateChange also from its stuck check) and must return quickly. They may
+// be called concurrently for a worker with several loops.
+type Observer interface {
+	// IterationStart is called before each iteration. The context it returns
+	// is the iteration's, so that a tracer can put its span in it; return ctx
+	// itself otherwise.
+	IterationStart(ctx context.Context, e IterationEvent) context.Context
+	// IterationEnd is called after each iteration, with the context
+	// IterationStart returned.
+	IterationEnd(ctx context.Context, e IterationEvent, r IterationResult)
+	// StateChange is called when a loop of a worker changes state, and when an
+	// iteration is reported stuck (to StateStuck).
+	StateChange(worker string, loop int, from, to State)
+}
+
+// IterationEvent identifies one iteration.
+type IterationEvent struct {
+	Worker string
+	// Loop is the loop's index, from 0 (see WithConcurrency).
+	Loop int
+	// Iteration is the loop's iteration number, from 1.
+	Iteration uint64
+	Start     time.Time
+}
+
+// IterationResult is how an iteration ended.
+type IterationResult struct {
+	Result   Result
+	Err      error // the iteration's error; nil for a success
+	Duration time.Duration
+}
+
+// WithObserver sets the observer of a worker, or on a host the default of its
+// workers that set none. Without one, nothing is called and the loop does not
+// allocate. o must not be nil.
+func WithObserver(o Observer) SharedOption { return observerOption{o} }
+
+type observerOption struct{ o Observer }
+
+func (o observerOption) check() error {
+	if o.o == nil {
+		return fmt.Errorf("WithObserver(nil): observer is nil")
+	}
+	return nil
+}
+
+func (o observerOption) applyWorker(c *config) error {
+	c.observer = o.o
+	return o.check()
+}
+
+func (o observerOption) applyHost(c *hostConfig) error {
+	c.observer = o.o
+	return o.check()
+}
+
+type observerKey struct{}
