@@ -36,5 +36,12 @@
 // iterations finish, all within one shutdown timeout, and names whatever is
 // still running when that timeout passes.
 //
+// Every record a worker logs carries the same attributes (worker, iteration,
+// duration, attempt, wait, err); repeated failures within [StormWindow] are
+// summarised rather than logged one by one. [WithStuckAfter] reports
+// iterations that run too long, and an [Observer] hears every iteration and
+// state change, for metrics and tracing. Package backihttp serves health
+// checks and statuses over HTTP.
+//
 // The package uses only the standard library.
 package backi

@@ -1,6 +1,7 @@
 // Command hello is the Backi.Continuous demo in Go: a web app that answers
 // "Hello World!" on / while a background worker logs Running and Done every
-// second. Ctrl+C or SIGTERM stops both cleanly.
+// second. /livez and /readyz answer Kubernetes probes and /status shows the
+// worker's status as JSON. Ctrl+C or SIGTERM stops everything cleanly.
 //
 //	go run ./examples/hello [-addr :8080]
 package main
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/backihttp"
 )
 
 // iteration is one turn of the worker, built fresh for every turn.
@@ -46,12 +48,16 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stdout, nil))
 	slog.SetDefault(log)
 
+	host := backi.NewHost(backi.WithLogger(log), backi.WithStuckAfter(time.Minute))
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "Hello World!")
 	})
+	mux.Handle("GET /livez", backihttp.Liveness(host, backihttp.WithFailureThreshold(10)))
+	mux.Handle("GET /readyz", backihttp.Readiness(host))
+	mux.Handle("GET /status", backihttp.Status(host))
 
-	host := backi.NewHost(backi.WithLogger(log))
 	host.Add(
 		backi.HTTPServer(&http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}),
 		backi.Continuous("hello", func(ctx context.Context, s *backi.Scope) (backi.Iteration, error) {

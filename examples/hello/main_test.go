@@ -34,6 +34,18 @@ func TestDemo(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "Hello World!" {
 		t.Fatalf("GET / = %d %q", resp.StatusCode, body)
 	}
+	for _, path := range []string{"/livez", "/readyz", "/status"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"ok"`) && !strings.Contains(string(body), `"name":"hello"`) {
+			t.Fatalf("GET %s = %d %s", path, resp.StatusCode, body)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
 	p.Stop(2 * time.Second)
 	if want := `msg="host stopped"`; !strings.Contains(p.Log(), want) {
 		t.Fatalf("no %s in the log:\n%s", want, p.Log())
