@@ -43,8 +43,9 @@ type Observer interface {
 	// IterationEnd is called after each iteration, with the context
 	// IterationStart returned.
 	IterationEnd(ctx context.Context, e IterationEvent, r IterationResult)
-	// StateChange is called when a loop of a worker changes state, and when an
-	// iteration is reported stuck (to StateStuck).
+	// StateChange is called when a loop of a worker changes state, when an
+	// iteration is reported stuck (to StateStuck), and for each loop when the
+	// worker ends (to StateStopped or StateFailed).
 	StateChange(worker string, loop int, from, to State)
 }
 

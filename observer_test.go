@@ -78,6 +78,7 @@ func TestObserverSeesEveryIterationAndState(t *testing.T) {
 			"state obs/0 running -> backing off",
 			"state obs/0 backing off -> running",
 			"start obs#4", "end obs#4 stopped 1s span=4",
+			"state obs/0 running -> stopped",
 		}
 		if got := obs.all(); !slices.Equal(got, want) {
 			t.Fatalf("observed\n%q\nwant\n%q", got, want)

@@ -177,6 +177,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		state, level = StateFailed, slog.LevelError
 	}
 	w.stats.lifecycle.Store(int32(state))
+	if obs != nil {
+		for i := range w.stats.slots {
+			obs.StateChange(w.name, i, State(w.stats.slots[i].state.Load()), state)
+		}
+	}
 	if log.Enabled(ctx, level) {
 		ran := slog.Duration("ran", time.Since(start))
 		if err != nil {

@@ -1,7 +1,7 @@
 // Command hello is the Backi.Continuous demo in Go: a web app that answers
 // "Hello World!" on / while a background worker logs Running and Done every
 // second. /livez and /readyz answer Kubernetes probes and /status shows the
-// worker's status as JSON. Ctrl+C or SIGTERM stops everything cleanly.
+// worker's status as JSON, /metrics its Prometheus metrics. Ctrl+C or SIGTERM stops everything cleanly.
 //
 //	go run ./examples/hello [-addr :8080]
 package main
@@ -18,6 +18,9 @@ import (
 
 	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/backihttp"
+	"github.com/backi-go/backi/backiprom"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // iteration is one turn of the worker, built fresh for every turn.
@@ -48,7 +51,10 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stdout, nil))
 	slog.SetDefault(log)
 
-	host := backi.NewHost(backi.WithLogger(log), backi.WithStuckAfter(time.Minute))
+	metrics := backiprom.New()
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(metrics)
+	host := backi.NewHost(backi.WithLogger(log), backi.WithStuckAfter(time.Minute), backi.WithObserver(metrics))
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -57,6 +63,7 @@ func main() {
 	mux.Handle("GET /livez", backihttp.Liveness(host, backihttp.WithFailureThreshold(10)))
 	mux.Handle("GET /readyz", backihttp.Readiness(host))
 	mux.Handle("GET /status", backihttp.Status(host))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 
 	host.Add(
 		backi.HTTPServer(&http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}),

@@ -34,14 +34,15 @@ func TestDemo(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "Hello World!" {
 		t.Fatalf("GET / = %d %q", resp.StatusCode, body)
 	}
-	for _, path := range []string{"/livez", "/readyz", "/status"} {
+	for _, path := range []string{"/livez", "/readyz", "/status", "/metrics"} {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"ok"`) && !strings.Contains(string(body), `"name":"hello"`) {
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"ok"`) && !strings.Contains(string(body), `"name":"hello"`) &&
+			!strings.Contains(string(body), `backi_iterations_total{result="success",worker="hello"}`) {
 			t.Fatalf("GET %s = %d %s", path, resp.StatusCode, body)
 		}
 	}
