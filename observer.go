@@ -91,3 +91,28 @@ func (o observerOption) applyHost(c *hostConfig) error {
 }
 
 type observerKey struct{}
+
+// Observers returns an Observer that tells each of obs, in order. The
+// context IterationStart returns passes from one to the next.
+func Observers(obs ...Observer) Observer { return observers(obs) }
+
+type observers []Observer
+
+func (os observers) IterationStart(ctx context.Context, e IterationEvent) context.Context {
+	for _, o := range os {
+		ctx = o.IterationStart(ctx, e)
+	}
+	return ctx
+}
+
+func (os observers) IterationEnd(ctx context.Context, e IterationEvent, r IterationResult) {
+	for _, o := range os {
+		o.IterationEnd(ctx, e, r)
+	}
+}
+
+func (os observers) StateChange(worker string, loop int, from, to State) {
+	for _, o := range os {
+		o.StateChange(worker, loop, from, to)
+	}
+}

@@ -1,7 +1,8 @@
 // Command hello is the Backi.Continuous demo in Go: a web app that answers
 // "Hello World!" on / while a background worker logs Running and Done every
 // second. /livez and /readyz answer Kubernetes probes and /status shows the
-// worker's status as JSON, /metrics its Prometheus metrics. Ctrl+C or SIGTERM stops everything cleanly.
+// worker's status as JSON, /metrics its Prometheus metrics, and /backi is a
+// live status page to open in a browser. Ctrl+C or SIGTERM stops everything cleanly.
 //
 //	go run ./examples/hello [-addr :8080]
 package main
@@ -54,7 +55,8 @@ func main() {
 	metrics := backiprom.New()
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(metrics)
-	host := backi.NewHost(backi.WithLogger(log), backi.WithStuckAfter(time.Minute), backi.WithObserver(metrics))
+	page := backihttp.NewPage()
+	host := backi.NewHost(backi.WithLogger(log), backi.WithStuckAfter(time.Minute), backi.WithObserver(backi.Observers(metrics, page)))
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -64,6 +66,7 @@ func main() {
 	mux.Handle("GET /readyz", backihttp.Readiness(host))
 	mux.Handle("GET /status", backihttp.Status(host))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /backi", page.Handler(host))
 
 	host.Add(
 		backi.HTTPServer(&http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}),

@@ -1,12 +1,19 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/backi-go/backi/backihttp"
+	"github.com/backi-go/backi/internal/browsertest"
 	"github.com/backi-go/backi/internal/demotest"
 	"github.com/backi-go/backi/internal/leakcheck"
 )
@@ -46,6 +53,65 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("GET %s = %d %s", path, resp.StatusCode, body)
 		}
 	}
+	http.DefaultClient.CloseIdleConnections()
+	p.Stop(2 * time.Second)
+}
+
+// TestStatusPageInABrowser loads the demo's status page in headless Chromium,
+// checks its row against the worker's status, and keeps a screenshot (in
+// $BACKI_SCREENSHOT, or the test's temporary directory).
+func TestStatusPageInABrowser(t *testing.T) {
+	addr := demotest.FreeAddr(t)
+	p := demotest.Start(t, "-addr", addr)
+	p.WaitFor("msg=Done worker=hello")
+	p.WaitFor("msg=Done worker=hello")
+
+	status := func() backihttp.WorkerStatus {
+		resp, err := http.Get("http://" + addr + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var hs backihttp.HostStatus
+		if err := json.NewDecoder(resp.Body).Decode(&hs); err != nil || len(hs.Workers) != 1 {
+			t.Fatalf("status: %v %+v", err, hs)
+		}
+		return hs.Workers[0]
+	}
+	before := status()
+	dom := browsertest.DOM(t, "http://"+addr+"/backi", 2*time.Second)
+	after := status()
+
+	field := func(name string) string {
+		m := regexp.MustCompile(`data-field="` + name + `"[^>]*>([^<]*)<`).FindStringSubmatch(dom)
+		if m == nil {
+			t.Fatalf("no %s cell in the page:\n%s", name, dom)
+		}
+		return m[1]
+	}
+	if !strings.Contains(dom, `<tr data-worker="hello">`) || field("name") != "hello" {
+		t.Fatalf("no row for the worker:\n%s", dom)
+	}
+	iterations, err := strconv.ParseUint(field("iterations"), 10, 64)
+	if err != nil || iterations < before.Iterations || iterations > after.Iterations {
+		t.Fatalf("the page shows %s iterations; the status said %d then %d", field("iterations"), before.Iterations, after.Iterations)
+	}
+	if field("failures") != "0" || field("consecutive_failures") != "0" || field("last_error") != "—" {
+		t.Fatalf("the page shows failures the status does not have:\n%s", dom)
+	}
+	if st := field("state"); st != "running" {
+		t.Fatalf("the page shows state %q", st)
+	}
+	if !strings.Contains(dom, `class="ok"`) {
+		t.Fatalf("the chart shows no iteration:\n%s", dom)
+	}
+
+	shot := os.Getenv("BACKI_SCREENSHOT")
+	if shot == "" {
+		shot = filepath.Join(t.TempDir(), "status-page.png")
+	}
+	browsertest.Screenshot(t, "http://"+addr+"/backi", shot, 1200, 260)
+	t.Logf("screenshot: %s", shot)
 	http.DefaultClient.CloseIdleConnections()
 	p.Stop(2 * time.Second)
 	if want := `msg="host stopped"`; !strings.Contains(p.Log(), want) {
