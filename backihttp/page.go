@@ -52,7 +52,9 @@ type Point struct {
 func NewPage() *Page { return &Page{history: map[string]*ring{}} }
 
 // IterationStart implements backi.Observer.
-func (p *Page) IterationStart(ctx context.Context, e backi.IterationEvent) context.Context { return ctx }
+func (p *Page) IterationStart(ctx context.Context, e backi.IterationEvent) context.Context {
+	return ctx
+}
 
 // IterationEnd implements backi.Observer.
 func (p *Page) IterationEnd(ctx context.Context, e backi.IterationEvent, r backi.IterationResult) {
