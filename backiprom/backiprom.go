@@ -24,11 +24,11 @@ package backiprom
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/loopstates"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -64,14 +64,10 @@ type worker struct {
 	consecutive prometheus.Gauge
 	lastSuccess prometheus.Gauge
 	failures    atomic.Int64 // consecutive
-
-	mu     sync.Mutex
-	states map[backi.State]int // loops in each state
+	states      loopstates.Tracker
 }
 
 var results = []backi.Result{backi.ResultSuccess, backi.ResultNoWork, backi.ResultFailure, backi.ResultStopped, backi.ResultShutdown}
-
-var states = []backi.State{backi.StateRunning, backi.StateIdle, backi.StateBackingOff, backi.StateStuck}
 
 // New returns a Metrics, to register with a Prometheus registry and to pass
 // to backi.WithObserver.
@@ -128,12 +124,11 @@ func (m *Metrics) worker(name string) *worker {
 		inFlight:    m.inFlight.WithLabelValues(name),
 		consecutive: m.consecutive.WithLabelValues(name),
 		lastSuccess: m.lastSuccess.WithLabelValues(name),
-		states:      map[backi.State]int{},
 	}
 	for _, r := range results {
 		w.results[r] = m.iterations.WithLabelValues(name, r.String())
 	}
-	for _, s := range states {
+	for _, s := range loopstates.Gauged {
 		m.state.WithLabelValues(name, s.String()).Set(0)
 	}
 	actual, _ := m.workers.LoadOrStore(name, w)
@@ -169,25 +164,8 @@ func (m *Metrics) IterationEnd(ctx context.Context, e backi.IterationEvent, r ba
 
 // StateChange implements backi.Observer.
 func (m *Metrics) StateChange(name string, loop int, from, to backi.State) {
-	w := m.worker(name)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if from == backi.StateStuck || to == backi.StateStuck {
-		// Stuck is reported on top of running; it ends with the iteration.
-		m.state.WithLabelValues(name, backi.StateStuck.String()).Set(boolf(to == backi.StateStuck))
-		return
-	}
-	if w.states[from] > 0 {
-		w.states[from]--
-	}
-	w.states[to]++
-	if from == backi.StateRunning {
-		m.state.WithLabelValues(name, backi.StateStuck.String()).Set(0)
-	}
-	for _, s := range []backi.State{from, to} {
-		if slices.Contains(states, s) {
-			m.state.WithLabelValues(name, s.String()).Set(boolf(w.states[s] > 0))
-		}
+	for _, g := range m.worker(name).states.Change(from, to) {
+		m.state.WithLabelValues(name, g.State.String()).Set(boolf(g.On))
 	}
 }
 
