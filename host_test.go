@@ -216,6 +216,8 @@ func TestHostConfigurationErrors(t *testing.T) {
 		{backi.WithShutdownTimeout(0), "backi: host: WithShutdownTimeout(0s)"},
 		{backi.WithSignals(nil), "backi: host: WithSignals: nil signal"},
 		{backi.WithLogger(nil), "backi: host: WithLogger(nil)"},
+		{backi.WithStuckAfter(-time.Second), "backi: host: WithStuckAfter(-1s)"},
+		{backi.WithObserver(nil), "backi: host: WithObserver(nil)"},
 		{nil, "backi: host: nil HostOption"},
 	} {
 		h = backi.NewHost(opt.o)

@@ -2,6 +2,7 @@ package backi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -69,25 +70,12 @@ type IterationResult struct {
 // WithObserver sets the observer of a worker, or on a host the default of its
 // workers that set none. Without one, nothing is called and the loop does not
 // allocate. o must not be nil.
-func WithObserver(o Observer) SharedOption { return observerOption{o} }
-
-type observerOption struct{ o Observer }
-
-func (o observerOption) check() error {
-	if o.o == nil {
-		return fmt.Errorf("WithObserver(nil): observer is nil")
+func WithObserver(o Observer) SharedOption {
+	var err error
+	if o == nil {
+		err = errors.New("WithObserver(nil): observer is nil")
 	}
-	return nil
-}
-
-func (o observerOption) applyWorker(c *config) error {
-	c.observer = o.o
-	return o.check()
-}
-
-func (o observerOption) applyHost(c *hostConfig) error {
-	c.observer = o.o
-	return o.check()
+	return sharedOption{err, func(c *config) { c.observer = o }, func(c *hostConfig) { c.observer = o }}
 }
 
 type observerKey struct{}

@@ -190,25 +190,33 @@ func WithEscalation(failures int, window time.Duration, action Escalation) Optio
 
 // WithLogger sets the logger of a worker or a host. A worker without one uses
 // its host's logger, and outside a host slog.Default(). l must not be nil.
-func WithLogger(l *slog.Logger) SharedOption { return loggerOption{l} }
-
-type loggerOption struct{ l *slog.Logger }
-
-func (o loggerOption) check() error {
-	if o.l == nil {
-		return errors.New("WithLogger(nil): logger is nil")
+func WithLogger(l *slog.Logger) SharedOption {
+	var err error
+	if l == nil {
+		err = errors.New("WithLogger(nil): logger is nil")
 	}
-	return nil
+	return sharedOption{err, func(c *config) { c.logger = l }, func(c *hostConfig) { c.logger = l }}
 }
 
-func (o loggerOption) applyWorker(c *config) error {
-	c.logger = o.l
-	return o.check()
+// sharedOption sets one setting of a worker or of a host, or reports err.
+type sharedOption struct {
+	err    error
+	worker func(*config)
+	host   func(*hostConfig)
 }
 
-func (o loggerOption) applyHost(c *hostConfig) error {
-	c.logger = o.l
-	return o.check()
+func (o sharedOption) applyWorker(c *config) error {
+	if o.err == nil {
+		o.worker(c)
+	}
+	return o.err
+}
+
+func (o sharedOption) applyHost(c *hostConfig) error {
+	if o.err == nil {
+		o.host(c)
+	}
+	return o.err
 }
 
 // WithStuckAfter reports an iteration still running after d as stuck: one
@@ -216,25 +224,12 @@ func (o loggerOption) applyHost(c *hostConfig) error {
 // Status until it returns. The check runs every d/10, so the report comes
 // within a tenth of d. On a host it is the default of the workers that set
 // none. d must be positive; by default nothing is reported stuck.
-func WithStuckAfter(d time.Duration) SharedOption { return stuckOption{d} }
-
-type stuckOption struct{ d time.Duration }
-
-func (o stuckOption) check() error {
-	if o.d <= 0 {
-		return fmt.Errorf("WithStuckAfter(%v): need a positive duration", o.d)
+func WithStuckAfter(d time.Duration) SharedOption {
+	var err error
+	if d <= 0 {
+		err = fmt.Errorf("WithStuckAfter(%v): need a positive duration", d)
 	}
-	return nil
-}
-
-func (o stuckOption) applyWorker(c *config) error {
-	c.stuckAfter = o.d
-	return o.check()
-}
-
-func (o stuckOption) applyHost(c *hostConfig) error {
-	c.stuckAfter = o.d
-	return o.check()
+	return sharedOption{err, func(c *config) { c.stuckAfter = d }, func(c *hostConfig) { c.stuckAfter = d }}
 }
 
 type stuckKey struct{}

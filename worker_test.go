@@ -115,6 +115,8 @@ func TestInvalidConfigurationNamesTheOption(t *testing.T) {
 		{backi.Loop("w", fn, backi.WithBackoff(backi.ConstantBackoff(-time.Second))), "ConstantBackoff(-1s)"},
 		{backi.Loop("w", fn, backi.WithLogger(nil)), "WithLogger(nil)"},
 		{backi.Loop("w", fn, backi.WithOnFailure(nil)), "WithOnFailure(nil)"},
+		{backi.Loop("w", fn, backi.WithStuckAfter(0)), "WithStuckAfter(0s)"},
+		{backi.Loop("w", fn, backi.WithObserver(nil)), "WithObserver(nil)"},
 		{backi.Loop("w", fn, backi.WithEscalation(0, time.Minute, backi.StopWorker)), "WithEscalation(0, 1m0s, stop worker)"},
 		{backi.Loop("w", fn, backi.WithEscalation(3, 0, backi.StopHost)), "WithEscalation(3, 0s, stop host)"},
 		{backi.Loop("w", fn, backi.WithEscalation(3, time.Minute, backi.Escalation(7))), "Escalation(7)): unknown action"},
