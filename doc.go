@@ -26,6 +26,9 @@
 // and the cron module parses cron expressions. A [ScheduleStore] keeps the
 // last completed run so that restarts neither starve nor repeat runs.
 //
+// [WithLeader] runs a worker only while its replica leads, as an [Elector]
+// decides, and cancels the iteration in flight when leadership is lost.
+//
 // The caller owns the goroutine: [Worker.Run] blocks until the worker ends and
 // returns only when no iteration is in flight. [Worker.Status] reads counters
 // kept in atomics, so it never waits for the loop.

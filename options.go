@@ -52,6 +52,7 @@ type config struct {
 
 	stuckAfter time.Duration
 	observer   Observer
+	elector    Elector
 
 	schedule   Schedule
 	runAtStart bool

@@ -66,6 +66,11 @@ type Status struct {
 	// NextRun is when the next scheduled run is due (see WithSchedule); zero
 	// without a schedule.
 	NextRun time.Time
+	// Leader tells whether this replica leads (see WithLeader), since
+	// LeaderSince, and Term is the fencing token of its latest term.
+	Leader      bool
+	LeaderSince time.Time
+	Term        uint64
 }
 
 // slot is the state of one loop, written only by that loop. It is padded so
@@ -109,8 +114,10 @@ func (s *slot) poke() {
 
 // stats is what a worker shares between its loops and with Status readers.
 type stats struct {
-	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed
-	stuckAfter  atomic.Int64 // WithStuckAfter in effect, 0 for none
+	lifecycle   atomic.Int32  // StateNew, StateRunning (Run active), StateStopped, StateFailed
+	stuckAfter  atomic.Int64  // WithStuckAfter in effect, 0 for none
+	term        atomic.Uint64 // the latest term's fencing token (WithLeader)
+	leaderSince atomic.Int64  // UnixNano since this replica leads, 0 when it does not
 	consecutive atomic.Uint64
 	lastErr     atomic.Pointer[errorBox]
 	slots       []slot // one per loop, made once before the first Run
@@ -136,6 +143,10 @@ func unixTime(ns int64) time.Time {
 func (st *stats) snapshot(name string) Status {
 	s := Status{Name: name, State: State(st.lifecycle.Load())}
 	s.ConsecutiveFailures = st.consecutive.Load()
+	s.Term = st.term.Load()
+	if t := st.leaderSince.Load(); t != 0 {
+		s.Leader, s.LeaderSince = true, time.Unix(0, t)
+	}
 	if b := st.lastErr.Load(); b != nil {
 		s.LastError = b.err
 	}

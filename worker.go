@@ -147,28 +147,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	var err error
-	if w.cfg.schedule != nil {
-		err = w.periodic(w.newRunner(ctx, 0, log, obs))
-	} else if n == 1 {
-		err = w.loop(w.newRunner(ctx, 0, log, obs))
+	if w.cfg.elector != nil {
+		err = w.lead(ctx, log, obs)
 	} else {
-		lctx, cancel := context.WithCancel(ctx)
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				errs[i] = w.loop(w.newRunner(lctx, i, log, obs))
-				cancel() // one loop's end is the worker's end
-			})
-		}
-		wg.Wait()
-		cancel()
-		for _, e := range errs {
-			if e != nil {
-				err = e
-				break
-			}
-		}
+		err = w.runLoops(ctx, log, obs)
 	}
 
 	w.failLog.flush(ctx, log, time.Now())
@@ -191,6 +173,35 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// runLoops runs the worker's loops until ctx is done or one of them ends the
+// worker, and returns Run's result.
+func (w *Worker) runLoops(ctx context.Context, log *slog.Logger, obs Observer) error {
+	n := w.cfg.concurrency
+	if w.cfg.schedule != nil {
+		return w.periodic(w.newRunner(ctx, 0, log, obs))
+	}
+	if n == 1 {
+		return w.loop(w.newRunner(ctx, 0, log, obs))
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = w.loop(w.newRunner(lctx, i, log, obs))
+			cancel() // one loop's end is the worker's end
+		})
+	}
+	wg.Wait()
+	cancel()
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
 }
 
 // watch reports iterations that run longer than d, once each, until stop

@@ -1,0 +1,170 @@
+package backi_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/backi-go/backi"
+)
+
+// fakeElector grants leadership when the test says so.
+type fakeElector struct {
+	grants   chan *fakeTerm
+	fail     chan error
+	mu       sync.Mutex
+	resigned []uint64
+}
+
+type fakeTerm struct {
+	token uint64
+	done  chan struct{}
+	e     *fakeElector
+}
+
+func newFakeElector() *fakeElector {
+	return &fakeElector{grants: make(chan *fakeTerm), fail: make(chan error)}
+}
+
+func (e *fakeElector) Campaign(ctx context.Context) (backi.Term, error) {
+	select {
+	case t := <-e.grants:
+		return t, nil
+	case err := <-e.fail:
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (e *fakeElector) grant(token uint64) *fakeTerm {
+	t := &fakeTerm{token: token, done: make(chan struct{}), e: e}
+	e.grants <- t
+	return t
+}
+
+func (t *fakeTerm) Done() <-chan struct{} { return t.done }
+func (t *fakeTerm) Token() uint64         { return t.token }
+func (t *fakeTerm) Resign(ctx context.Context) error {
+	t.e.mu.Lock()
+	t.e.resigned = append(t.e.resigned, t.token)
+	t.e.mu.Unlock()
+	return nil
+}
+
+func TestLeaderRunsOnlyWhileLeading(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newFakeElector()
+		ctx, cancel := context.WithCancel(t.Context())
+		start := time.Now()
+		type run struct {
+			at     time.Duration
+			token  uint64
+			cause  error
+			length time.Duration
+		}
+		var mu sync.Mutex
+		var runs []run
+		w := backi.Loop("singleton", func(ctx context.Context) error {
+			term, _ := backi.TermFrom(ctx)
+			began := time.Now()
+			<-ctx.Done() // a long iteration, ended only by its context
+			mu.Lock()
+			runs = append(runs, run{began.Sub(start), term.Token(), context.Cause(ctx), time.Since(began)})
+			mu.Unlock()
+			return ctx.Err()
+		}, backi.WithLeader(e), backi.WithLogger(quiet))
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+
+		time.Sleep(10 * time.Second)
+		if st := w.Status(); st.Leader || st.Iterations != 0 {
+			t.Fatalf("before leading: %+v", st)
+		}
+		t1 := e.grant(1)
+		synctest.Wait()
+		if st := w.Status(); !st.Leader || st.Term != 1 || !st.LeaderSince.Equal(start.Add(10*time.Second)) {
+			t.Fatalf("leading: %+v", st)
+		}
+		time.Sleep(20 * time.Second)
+		close(t1.done) // leadership lost at 30s
+		synctest.Wait()
+		if st := w.Status(); st.Leader || st.Failures != 0 {
+			t.Fatalf("after the loss: %+v", st)
+		}
+		time.Sleep(10 * time.Second)
+		e.grant(2) // leads again at 40s
+		time.Sleep(5 * time.Second)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		want := []run{
+			{10 * time.Second, 1, backi.ErrLeadershipLost, 20 * time.Second},
+			{40 * time.Second, 2, context.Canceled, 5 * time.Second},
+		}
+		if len(runs) != 2 || runs[0] != want[0] || runs[1] != want[1] {
+			t.Fatalf("runs %+v, want %+v", runs, want)
+		}
+		if len(e.resigned) != 1 || e.resigned[0] != 2 {
+			t.Fatalf("resigned %v, want the second term on stop", e.resigned)
+		}
+		if st := w.Status(); st.Failures != 0 || st.Leader {
+			t.Fatalf("final status %+v", st)
+		}
+	})
+}
+
+func TestCampaignFailureIsRetriedAfterBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newFakeElector()
+		ctx, cancel := context.WithCancel(t.Context())
+		w := backi.Loop("singleton", func(ctx context.Context) error { <-ctx.Done(); return nil },
+			backi.WithLeader(e), backi.WithLogger(quiet), backi.WithBackoff(backi.ConstantBackoff(time.Minute)))
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		errDB := errors.New("database unreachable")
+		e.fail <- errDB
+		synctest.Wait()
+		if st := w.Status(); st.Failures != 1 || st.LastError != errDB || st.State != backi.StateBackingOff {
+			t.Fatalf("after a failed campaign: %+v", st)
+		}
+		start := time.Now()
+		e.grant(7)
+		if d := time.Since(start); d != time.Minute {
+			t.Fatalf("campaigned again after %v, want the 1m backoff", d)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestStopWhileLeadingResigns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newFakeElector()
+		errDone := errors.New("done")
+		w := backi.Loop("singleton", func(ctx context.Context) error { return backi.Stop(errDone) },
+			backi.WithLeader(e), backi.WithLogger(quiet))
+		done := make(chan error)
+		go func() { done <- w.Run(t.Context()) }()
+		e.grant(3)
+		if err := <-done; err != errDone {
+			t.Fatalf("Run = %v", err)
+		}
+		if len(e.resigned) != 1 || e.resigned[0] != 3 {
+			t.Fatalf("resigned %v", e.resigned)
+		}
+	})
+}
+
+func TestWithLeaderNil(t *testing.T) {
+	err := backi.Loop("w", func(context.Context) error { return nil }, backi.WithLeader(nil)).Run(context.Background())
+	if err == nil || err.Error() != `backi: worker "w": WithLeader(nil): elector is nil` {
+		t.Fatalf("Run = %v", err)
+	}
+}
