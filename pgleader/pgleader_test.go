@@ -1,0 +1,317 @@
+package pgleader_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/pgleader"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("PGLEADER_REPLICA") != "" {
+		replica()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// dbURL is the test server: $BACKI_PG_URL, or the local one.
+func dbURL(t *testing.T) string {
+	t.Helper()
+	url := os.Getenv("BACKI_PG_URL")
+	if url == "" {
+		url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL at %s is unreachable: %v", url, err)
+		}
+		t.Skipf("PostgreSQL at %s is unreachable (%v): start it with pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start, or set BACKI_PG_URL", url, err)
+	}
+	conn.Close(ctx)
+	return url
+}
+
+// replica is one replica of a service with a singleton worker: it prints a
+// line when each iteration starts and ends, with its term.
+func replica() {
+	id, name, url := os.Getenv("PGLEADER_REPLICA"), os.Getenv("PGLEADER_NAME"), os.Getenv("BACKI_PG_URL")
+	e, err := pgleader.New(url, name)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex
+	say := func(f string, a ...any) { mu.Lock(); fmt.Printf(f+"\n", a...); mu.Unlock() }
+	w := backi.Loop("singleton", func(ctx context.Context) error {
+		term, _ := backi.TermFrom(ctx)
+		say("start %s %d %d", id, term.Token(), time.Now().UnixNano())
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+		say("end %s %d %d", id, term.Token(), time.Now().UnixNano())
+		return nil
+	}, backi.WithLeader(e), backi.WithBackoff(backi.ConstantBackoff(100*time.Millisecond)))
+	h := backi.NewHost(backi.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))))
+	h.Add(w)
+	say("ready %s", id)
+	if err := h.Run(context.Background()); err != nil {
+		os.Exit(3)
+	}
+	os.Exit(0)
+}
+
+type record struct {
+	kind    string // start or end
+	replica string
+	term    uint64
+	at      time.Time
+}
+
+type cluster struct {
+	t       *testing.T
+	url     string
+	name    string
+	mu      sync.Mutex
+	records []record
+	procs   map[string]*exec.Cmd
+	notify  chan struct{}
+}
+
+func newCluster(t *testing.T) *cluster {
+	url := dbURL(t)
+	c := &cluster{t: t, url: url, name: fmt.Sprintf("test-%s-%d", t.Name(), rand.Int64()), procs: map[string]*exec.Cmd{}, notify: make(chan struct{}, 1)}
+	t.Cleanup(func() {
+		for _, p := range c.procs {
+			p.Process.Kill()
+			p.Wait()
+		}
+	})
+	return c
+}
+
+func (c *cluster) start(id string) {
+	c.t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PGLEADER_REPLICA="+id, "PGLEADER_NAME="+c.name, "BACKI_PG_URL="+c.url)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.procs[id] = cmd
+	ready := make(chan struct{})
+	go func() {
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			f := strings.Fields(s.Text())
+			if len(f) == 2 && f[0] == "ready" {
+				close(ready)
+				continue
+			}
+			if len(f) != 4 {
+				continue
+			}
+			term, _ := strconv.ParseUint(f[2], 10, 64)
+			ns, _ := strconv.ParseInt(f[3], 10, 64)
+			c.mu.Lock()
+			c.records = append(c.records, record{f[0], f[1], term, time.Unix(0, ns)})
+			c.mu.Unlock()
+			select {
+			case c.notify <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	<-ready
+}
+
+// waitStart waits up to limit for an iteration of a term above minTerm to
+// start after since on a replica other than not, and returns it.
+func (c *cluster) waitStart(since time.Time, not string, minTerm uint64, limit time.Duration) record {
+	c.t.Helper()
+	deadline := time.After(limit + time.Second)
+	for {
+		c.mu.Lock()
+		for _, r := range c.records {
+			if r.kind == "start" && r.at.After(since) && r.replica != not && r.term > minTerm {
+				c.mu.Unlock()
+				if r.at.Sub(since) > limit {
+					c.t.Fatalf("the next leader started %v after, want within %v", r.at.Sub(since), limit)
+				}
+				return r
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.notify:
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			c.t.Fatalf("no iteration started within %v on a replica other than %q", limit, not)
+		}
+	}
+}
+
+// lastEndOfTerm is when the last iteration of a term ended.
+func (c *cluster) lastEndOfTerm(term uint64) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var last time.Time
+	for _, r := range c.records {
+		if r.kind == "end" && r.term == term && r.at.After(last) {
+			last = r.at
+		}
+	}
+	return last
+}
+
+func (c *cluster) lastEnd(replica string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var last time.Time
+	for _, r := range c.records {
+		if r.kind == "end" && r.replica == replica && r.at.After(last) {
+			last = r.at
+		}
+	}
+	return last
+}
+
+// check asserts that terms only grow and that iterations of different terms
+// never overlap.
+func (c *cluster) check() {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	type span struct {
+		term       uint64
+		start, end time.Time
+		replica    string
+	}
+	open := map[string]*span{}
+	var spans []span
+	for _, r := range c.records {
+		if r.kind == "start" {
+			open[r.replica] = &span{term: r.term, start: r.at, replica: r.replica}
+		} else if s := open[r.replica]; s != nil {
+			s.end = r.at
+			spans = append(spans, *s)
+			delete(open, r.replica)
+		}
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].start.Before(spans[j].start) })
+	for i := 1; i < len(spans); i++ {
+		a, b := spans[i-1], spans[i]
+		if b.term < a.term {
+			c.t.Fatalf("term went back from %d to %d", a.term, b.term)
+		}
+		if b.term != a.term && b.start.Before(a.end) {
+			c.t.Fatalf("terms %d (%s) and %d (%s) overlap: %v–%v and %v–%v", a.term, a.replica, b.term, b.replica, a.start, a.end, b.start, b.end)
+		}
+	}
+	if len(spans) < 10 {
+		c.t.Fatalf("only %d iterations recorded", len(spans))
+	}
+}
+
+func TestOneLeaderAndFailover(t *testing.T) {
+	c := newCluster(t)
+	began := time.Now()
+	for _, id := range []string{"a", "b", "c"} {
+		c.start(id)
+	}
+	first := c.waitStart(began, "", 0, 5*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	c.mu.Lock()
+	for _, r := range c.records {
+		if r.replica != first.replica {
+			c.mu.Unlock()
+			t.Fatalf("replica %s ran while %s led", r.replica, first.replica)
+		}
+	}
+	c.mu.Unlock()
+
+	// kill -9: another replica leads within a second.
+	killed := time.Now()
+	c.procs[first.replica].Process.Signal(syscall.SIGKILL)
+	second := c.waitStart(killed, first.replica, first.term, time.Second)
+	t.Logf("after kill -9: %s leads %v later", second.replica, second.at.Sub(killed))
+
+	// A clean stop: the last replica leads within 100 ms of the leader's end.
+	c.procs[second.replica].Process.Signal(syscall.SIGTERM)
+	if err := c.procs[second.replica].Wait(); err != nil {
+		t.Fatalf("the leader's clean stop: %v", err)
+	}
+	stopped := c.lastEnd(second.replica)
+	third := c.waitStart(stopped, second.replica, second.term, 100*time.Millisecond)
+	t.Logf("after a clean stop: %s leads %v later", third.replica, third.at.Sub(stopped))
+
+	// pg_terminate_backend of the leader's connection: its iteration is
+	// cancelled within the check window and a leader takes over.
+	c.start("d")
+	conn, err := pgx.Connect(context.Background(), c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	terminated := time.Now()
+	var n int
+	if err := conn.QueryRow(context.Background(), `
+		SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted
+		AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)`, c.name).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminated %d backends: %v", n, err)
+	}
+	fourth := c.waitStart(terminated, "", third.term, 2*time.Second)
+	if end := c.lastEndOfTerm(third.term); end.Sub(terminated) > pgleader.DefaultCheckPeriod+pgleader.DefaultCheckTimeout+100*time.Millisecond {
+		t.Fatalf("the old leader's iteration ended %v after its connection was terminated", end.Sub(terminated))
+	}
+	t.Logf("after pg_terminate_backend: %s leads %v later with term %d", fourth.replica, fourth.at.Sub(terminated), fourth.term)
+	time.Sleep(200 * time.Millisecond)
+	c.check()
+}
+
+func TestBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		conn, name string
+		opts       []pgleader.Option
+		want       string
+	}{
+		{"postgres://localhost/test", "", nil, "pgleader: the name is empty"},
+		{"postgres://%zz", "n", nil, "pgleader: "},
+		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithCheckTimeout(time.Second)}, "WithCheckTimeout(1s): need 0 < timeout <= the check period (250ms)"},
+		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithRetryPeriod(0)}, "WithRetryPeriod(0s)"},
+	} {
+		if _, err := pgleader.New(tc.conn, tc.name, tc.opts...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%q, %q) = %v, want %q", tc.conn, tc.name, err, tc.want)
+		}
+	}
+	e, err := pgleader.New("postgres://postgres@127.0.0.1:1/test?connect_timeout=2", "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Campaign(context.Background()); err == nil || !strings.Contains(err.Error(), `pgleader: "n": connect`) {
+		t.Fatalf("Campaign on an unreachable database = %v", err)
+	}
+}
