@@ -155,7 +155,7 @@ type term struct {
 	done    chan struct{} // closed when leadership ends
 	stop    chan struct{} // closed by Resign
 	checked chan struct{} // closed when check has returned
-	once    sync.Once         // closes done
+	once    sync.Once     // closes done
 	resign  sync.Once
 	err     error // Resign's
 }
