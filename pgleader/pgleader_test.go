@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
+	"os/user"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,8 +100,9 @@ type cluster struct {
 	notify  chan struct{}
 }
 
-func newCluster(t *testing.T) *cluster {
-	url := dbURL(t)
+func newCluster(t *testing.T) *cluster { return newClusterOn(t, dbURL(t)) }
+
+func newClusterOn(t *testing.T, url string) *cluster {
 	c := &cluster{t: t, url: url, name: fmt.Sprintf("test-%s-%d", t.Name(), rand.Int64()), procs: map[string]*exec.Cmd{}, notify: make(chan struct{}, 1)}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
@@ -314,4 +318,80 @@ func TestBadInput(t *testing.T) {
 	if _, err := e.Campaign(context.Background()); err == nil || !strings.Contains(err.Error(), `pgleader: "n": connect`) {
 		t.Fatalf("Campaign on an unreachable database = %v", err)
 	}
+}
+
+// throwaway starts a PostgreSQL server of the test's own, in a temporary
+// directory on a spare port, so that restarting it disturbs no other test.
+// It returns the server's URL and a function that restarts it.
+func throwaway(t *testing.T) (string, func()) {
+	t.Helper()
+	dbURL(t) // skip, or fail under CI, like the other tests when there is no PostgreSQL
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
+	if len(bins) == 0 {
+		t.Fatal("no pg_ctl under /usr/lib/postgresql")
+	}
+	bin := filepath.Dir(bins[len(bins)-1])
+	dir, err := os.MkdirTemp("", "pgleader-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	// PostgreSQL refuses to run as root: run it as the postgres user when we are root.
+	var asUser []string
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatalf("running as root and no postgres user: %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+		asUser = []string{"runuser", "-u", "postgres", "--"}
+	}
+	pg := func(args ...string) {
+		t.Helper()
+		full := append(append([]string{}, asUser...), args...)
+		out, err := exec.Command(full[0], full[1:]...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	pg(filepath.Join(bin, "initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--no-sync")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off", port, dir)
+	ctl := filepath.Join(bin, "pg_ctl")
+	pg(ctl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "start")
+	t.Cleanup(func() { pg(ctl, "-D", data, "-m", "immediate", "-w", "stop") })
+	restart := func() { pg(ctl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-m", "fast", "-w", "restart") }
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), restart
+}
+
+// TestServerRestart restarts the server under two replicas: the term ends,
+// and one replica leads again once the server is back.
+func TestServerRestart(t *testing.T) {
+	url, restart := throwaway(t)
+	c := newClusterOn(t, url)
+	began := time.Now()
+	c.start("a")
+	c.start("b")
+	first := c.waitStart(began, "", 0, 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	restarted := time.Now()
+	restart()
+	back := time.Now()
+	next := c.waitStart(restarted, "", first.term, 5*time.Second)
+	if end := c.lastEndOfTerm(first.term); end.After(back) {
+		t.Fatalf("term %d ran until %v, after the server was back at %v", first.term, end, back)
+	}
+	t.Logf("restart took %v; %s leads with term %d, %v after the server was back", back.Sub(restarted), next.replica, next.term, next.at.Sub(back))
+	time.Sleep(300 * time.Millisecond)
+	c.check()
 }
