@@ -370,7 +370,9 @@ func throwaway(t *testing.T) (string, func()) {
 	ctl := filepath.Join(bin, "pg_ctl")
 	pg(ctl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "start")
 	t.Cleanup(func() { pg(ctl, "-D", data, "-m", "immediate", "-w", "stop") })
-	restart := func() { pg(ctl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-m", "fast", "-w", "restart") }
+	restart := func() {
+		pg(ctl, "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-m", "fast", "-w", "restart")
+	}
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port), restart
 }
 
