@@ -1,6 +1,7 @@
 package backi
 
 import (
+	"context"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -55,7 +56,9 @@ func (w *Worker) periodic(r *runner) error {
 		}
 
 		log.LogAttrs(ctx, slog.LevelInfo, "scheduled run", slog.Time("due", due), slog.Duration("late", time.Since(due)))
+		r.due = due
 		res := r.periodicTurn(&attempt)
+		r.due = time.Time{}
 		if res.finish {
 			return res.err
 		}
@@ -81,6 +84,18 @@ func (w *Worker) periodic(r *runner) error {
 		}
 		due, at = next, jittered(next) // the next run comes first: it proceeds as usual
 	}
+}
+
+type dueKey struct{}
+
+// ScheduledFor returns the time the scheduled run an iteration performs was
+// due, for a worker with WithSchedule; not for a run started by Wake. Keyed by
+// it, the iteration's effects can be made idempotent, so that a run repeated
+// after a crash between its end and its record in the ScheduleStore has no
+// effect twice.
+func ScheduledFor(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(dueKey{}).(time.Time)
+	return t, ok
 }
 
 // periodicResult is how one turn of a periodic worker went.

@@ -362,3 +362,30 @@ func TestAScheduleWithoutFurtherRunsEndsTheWorker(t *testing.T) {
 		}
 	})
 }
+
+func TestScheduledForTellsTheDueTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var dues []string
+		var w *backi.Worker
+		w = backi.Loop("report", func(ctx context.Context) error {
+			if due, ok := backi.ScheduledFor(ctx); ok {
+				dues = append(dues, fmt.Sprint(due.Sub(epoch2000)))
+			} else {
+				dues = append(dues, "woken")
+			}
+			if len(dues) == 1 {
+				go w.Wake()
+			}
+			if len(dues) == 3 {
+				return backi.Stop(nil)
+			}
+			return nil
+		}, backi.WithSchedule(backi.Every(time.Minute)), backi.WithLogger(quiet))
+		if err := w.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fmt.Sprint(dues), "[1m0s woken 2m0s]"; got != want {
+			t.Fatalf("due times %s, want %s", got, want)
+		}
+	})
+}

@@ -248,6 +248,7 @@ type runner struct {
 	scope       Scope
 	wt          waiter
 	next        time.Time // when set, the start of the next turn: the end of one that ran just before
+	due         time.Time // the scheduled run the next turn is, if any
 	debug       bool      // whether the logger takes Debug records
 	turns       uint32    // turns run, to re-check debug now and then
 }
@@ -295,6 +296,9 @@ func (r *runner) turn() (Result, Iteration, time.Time, error) {
 	}
 
 	ictx := r.ctx
+	if !r.due.IsZero() {
+		ictx = context.WithValue(ictx, dueKey{}, r.due)
+	}
 	var ev IterationEvent
 	if r.obs != nil {
 		ev = IterationEvent{Worker: w.name, Loop: r.index, Iteration: sl.count() + 1, Start: start}
