@@ -4,7 +4,9 @@
 //
 // # Protocol
 //
-// Each Elector campaigns for one name on a connection of its own. To lead, it
+// Each Elector campaigns for one name on a dedicated connection: its own (New),
+// or one shared by the electors of several names (NewSession, then
+// Session.Elector); a failed check then ends every term held on it. To lead, it
 // takes the session advisory lock pg_try_advisory_lock(hashtextextended(name,
 // 0)), retrying every RetryPeriod while another replica holds it. Having it,
 // it increments the name's row in the table backi_leader_terms (created, and

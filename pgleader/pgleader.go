@@ -18,52 +18,84 @@ const (
 	DefaultCheckTimeout = 250 * time.Millisecond
 )
 
-// An Option configures New.
-type Option func(*Elector)
+// An Option configures New and NewSession.
+type Option func(*Session)
 
 // WithRetryPeriod sets how often a replica that does not lead tries again.
-func WithRetryPeriod(d time.Duration) Option { return func(e *Elector) { e.retry = d } }
+func WithRetryPeriod(d time.Duration) Option { return func(s *Session) { s.retry = d } }
 
 // WithCheckPeriod sets how often the leader checks its connection.
-func WithCheckPeriod(d time.Duration) Option { return func(e *Elector) { e.checkPeriod = d } }
+func WithCheckPeriod(d time.Duration) Option { return func(s *Session) { s.checkPeriod = d } }
 
 // WithCheckTimeout bounds each check; it must not exceed the check period.
-func WithCheckTimeout(d time.Duration) Option { return func(e *Elector) { e.checkTimeout = d } }
+func WithCheckTimeout(d time.Duration) Option { return func(s *Session) { s.checkTimeout = d } }
 
-// Elector campaigns for leadership of one name. It implements backi.Elector.
-// It starts nothing until Campaign is called.
-type Elector struct {
+// Session is one dedicated connection, shared by the electors of several
+// names (see Session.Elector). It connects when one of them campaigns, checks
+// the connection while any campaigns or leads, and closes it when none does.
+// If a check fails, every term held on it ends at once.
+type Session struct {
 	cfg          *pgx.ConnConfig
-	name         string
 	retry        time.Duration
 	checkPeriod  time.Duration
 	checkTimeout time.Duration
+
+	mu      sync.Mutex // serialises the use of conn and guards what follows
+	conn    *pgx.Conn
+	users   int // campaigns in progress and terms held
+	terms   map[*term]bool
+	stop    chan struct{} // closes the running check
+	checked chan struct{} // closed when that check has returned
 }
 
-// New returns an elector for name on the database at connString (a
-// PostgreSQL URL or keyword/value string). It connects to nothing yet: an
-// unreachable database is reported by Campaign.
-func New(connString, name string, opts ...Option) (*Elector, error) {
-	if name == "" {
-		return nil, errors.New("pgleader: the name is empty")
-	}
+// NewSession returns a session on the database at connString (a PostgreSQL
+// URL or keyword/value string). It connects to nothing yet.
+func NewSession(connString string, opts ...Option) (*Session, error) {
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("pgleader: %w", err)
 	}
-	e := &Elector{cfg: cfg, name: name, retry: DefaultRetryPeriod, checkPeriod: DefaultCheckPeriod, checkTimeout: DefaultCheckTimeout}
+	s := &Session{cfg: cfg, retry: DefaultRetryPeriod, checkPeriod: DefaultCheckPeriod, checkTimeout: DefaultCheckTimeout, terms: map[*term]bool{}}
 	for _, o := range opts {
-		o(e)
+		o(s)
 	}
 	switch {
-	case e.retry <= 0:
-		return nil, fmt.Errorf("pgleader: WithRetryPeriod(%v): need a positive period", e.retry)
-	case e.checkPeriod <= 0:
-		return nil, fmt.Errorf("pgleader: WithCheckPeriod(%v): need a positive period", e.checkPeriod)
-	case e.checkTimeout <= 0 || e.checkTimeout > e.checkPeriod:
-		return nil, fmt.Errorf("pgleader: WithCheckTimeout(%v): need 0 < timeout <= the check period (%v)", e.checkTimeout, e.checkPeriod)
+	case s.retry <= 0:
+		return nil, fmt.Errorf("pgleader: WithRetryPeriod(%v): need a positive period", s.retry)
+	case s.checkPeriod <= 0:
+		return nil, fmt.Errorf("pgleader: WithCheckPeriod(%v): need a positive period", s.checkPeriod)
+	case s.checkTimeout <= 0 || s.checkTimeout > s.checkPeriod:
+		return nil, fmt.Errorf("pgleader: WithCheckTimeout(%v): need 0 < timeout <= the check period (%v)", s.checkTimeout, s.checkPeriod)
 	}
-	return e, nil
+	return s, nil
+}
+
+// Elector returns the elector of name on this session.
+func (s *Session) Elector(name string) (*Elector, error) {
+	if name == "" {
+		return nil, errors.New("pgleader: the name is empty")
+	}
+	return &Elector{s: s, name: name}, nil
+}
+
+// Elector campaigns for leadership of one name. It implements backi.Elector.
+type Elector struct {
+	s    *Session
+	name string
+}
+
+// New returns an elector for name with a session of its own on the database
+// at connString. It connects to nothing yet: an unreachable database is
+// reported by Campaign.
+func New(connString, name string, opts ...Option) (*Elector, error) {
+	if name == "" {
+		return nil, errors.New("pgleader: the name is empty")
+	}
+	s, err := NewSession(connString, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return s.Elector(name)
 }
 
 const schema = `
@@ -78,22 +110,22 @@ CREATE TABLE IF NOT EXISTS backi_leader_terms (
 // ctx is done, returning ctx's error; or until the database fails, returning
 // why.
 func (e *Elector) Campaign(ctx context.Context) (backi.Term, error) {
-	conn, err := pgx.ConnectConfig(ctx, e.cfg)
-	if err != nil {
-		return nil, fmt.Errorf("pgleader: %q: connect: %w", e.name, err)
+	s := e.s
+	if err := s.join(ctx); err != nil {
+		return nil, fmt.Errorf("pgleader: %q: %w", e.name, err)
 	}
-	ok := false
+	held := false
 	defer func() {
-		if !ok {
-			conn.Close(context.WithoutCancel(ctx))
+		if !held {
+			s.leave()
 		}
 	}()
-	if err := e.ensureSchema(ctx, conn); err != nil {
-		return nil, err
-	}
 	for {
 		var locked bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, e.name).Scan(&locked); err != nil {
+		err := s.use(func(conn *pgx.Conn) error {
+			return conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, e.name).Scan(&locked)
+		})
+		if err != nil {
 			return nil, fmt.Errorf("pgleader: %q: try lock: %w", e.name, err)
 		}
 		if locked {
@@ -102,27 +134,36 @@ func (e *Elector) Campaign(ctx context.Context) (backi.Term, error) {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(e.retry):
+		case <-time.After(s.retry):
 		}
 	}
 	var token int64
 	var released *bool
-	err = conn.QueryRow(ctx, `
-		INSERT INTO backi_leader_terms AS t (name, term) VALUES ($1, 1)
-		ON CONFLICT (name) DO UPDATE SET term = t.term + 1, released = false, updated_at = now()
-		RETURNING term, (SELECT released FROM backi_leader_terms WHERE name = $1)`, e.name).Scan(&token, &released)
+	err := s.use(func(conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, `
+			INSERT INTO backi_leader_terms AS t (name, term) VALUES ($1, 1)
+			ON CONFLICT (name) DO UPDATE SET term = t.term + 1, released = false, updated_at = now()
+			RETURNING term, (SELECT released FROM backi_leader_terms WHERE name = $1)`, e.name).Scan(&token, &released)
+	})
+	t := &term{e: e, token: uint64(token), done: make(chan struct{})}
+	if err == nil {
+		err = s.hold(t)
+	}
 	if err != nil {
+		// The lock may be held on a connection that lives on: let it go.
+		s.use(func(conn *pgx.Conn) error {
+			_, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, e.name)
+			return err
+		})
 		return nil, fmt.Errorf("pgleader: %q: new term: %w", e.name, err)
 	}
-	t := &term{e: e, conn: conn, token: uint64(token), done: make(chan struct{}), stop: make(chan struct{}), checked: make(chan struct{})}
-	go t.check()
-	ok = true
+	held = true
 	if released != nil && !*released {
 		// The last leader ended uncleanly: wait until it must have given up.
 		select {
-		case <-time.After(e.checkPeriod + e.checkTimeout):
+		case <-time.After(s.checkPeriod + s.checkTimeout):
 		case <-t.done:
-			return nil, fmt.Errorf("pgleader: %q: lost the lock while waiting out the last leader", e.name)
+			return nil, fmt.Errorf("pgleader: %q: lost the connection while waiting out the last leader", e.name)
 		case <-ctx.Done():
 			t.Resign(context.WithoutCancel(ctx))
 			return nil, ctx.Err()
@@ -131,81 +172,147 @@ func (e *Elector) Campaign(ctx context.Context) (backi.Term, error) {
 	return t, nil
 }
 
-// ensureSchema creates the table if it is missing. Replicas starting together
-// take a transaction lock so that they do not race to create it.
-func (e *Elector) ensureSchema(ctx context.Context, conn *pgx.Conn) error {
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('backi_leader_terms', 0))`); err != nil {
-			return err
+var errClosed = errors.New("the connection was lost")
+
+// join counts a campaign in, connecting (and creating the table) if needed.
+func (s *Session) join(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		conn, err := pgx.ConnectConfig(ctx, s.cfg)
+		if err != nil {
+			return fmt.Errorf("connect: %w", err)
 		}
-		_, err := tx.Exec(ctx, schema)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("pgleader: create backi_leader_terms: %w", err)
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			// Replicas starting together must not race to create the table.
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('backi_leader_terms', 0))`); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, schema)
+			return err
+		})
+		if err != nil {
+			conn.Close(context.WithoutCancel(ctx))
+			return fmt.Errorf("create backi_leader_terms: %w", err)
+		}
+		s.conn = conn
+		s.stop, s.checked = make(chan struct{}), make(chan struct{})
+		go s.check(conn, s.stop, s.checked)
 	}
+	s.users++
 	return nil
 }
 
-// term is one spell of leadership, held on its own connection.
+// use runs fn on the connection, if it is still there.
+func (s *Session) use(fn func(*pgx.Conn) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return errClosed
+	}
+	return fn(s.conn)
+}
+
+// hold records a term, unless the connection it was won on is gone.
+func (s *Session) hold(t *term) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn == nil {
+		return errClosed
+	}
+	s.terms[t] = true
+	return nil
+}
+
+// leave counts a campaign or a term out; the last one closes the connection.
+func (s *Session) leave() {
+	s.mu.Lock()
+	s.users--
+	if s.users > 0 || s.conn == nil {
+		s.mu.Unlock()
+		return
+	}
+	conn, stop, checked := s.conn, s.stop, s.checked
+	s.conn = nil
+	s.mu.Unlock()
+	close(stop)
+	<-checked
+	ctx, cancel := context.WithTimeout(context.Background(), s.checkTimeout)
+	defer cancel()
+	conn.Close(ctx)
+}
+
+// check runs while conn is the session's: the first failed check ends every
+// term held on it and closes it, which makes the server release the locks.
+func (s *Session) check(conn *pgx.Conn, stop <-chan struct{}, checked chan<- struct{}) {
+	defer close(checked)
+	tick := time.NewTicker(s.checkPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		if s.conn != conn {
+			s.mu.Unlock()
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.checkTimeout)
+		_, err := conn.Exec(ctx, `SELECT 1`)
+		cancel()
+		if err != nil {
+			for t := range s.terms {
+				t.end()
+				s.users--
+			}
+			clear(s.terms)
+			s.conn = nil
+			s.mu.Unlock()
+			closeCtx, cancel := context.WithTimeout(context.Background(), s.checkTimeout)
+			conn.Close(closeCtx)
+			cancel()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// term is one spell of leadership, held on its session's connection.
 type term struct {
-	e       *Elector
-	conn    *pgx.Conn
-	token   uint64
-	done    chan struct{} // closed when leadership ends
-	stop    chan struct{} // closed by Resign
-	checked chan struct{} // closed when check has returned
-	once    sync.Once     // closes done
-	resign  sync.Once
-	err     error // Resign's
+	e      *Elector
+	token  uint64
+	done   chan struct{} // closed when leadership ends
+	once   sync.Once     // closes done
+	resign sync.Once
+	err    error // Resign's
 }
 
 func (t *term) Done() <-chan struct{} { return t.done }
 func (t *term) Token() uint64         { return t.token }
+func (t *term) end()                  { t.once.Do(func() { close(t.done) }) }
 
-// check runs while the term lasts: the first failed check ends it.
-func (t *term) check() {
-	defer close(t.checked)
-	tick := time.NewTicker(t.e.checkPeriod)
-	defer tick.Stop()
-	for {
-		select {
-		case <-t.stop:
-			return
-		case <-tick.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), t.e.checkTimeout)
-		_, err := t.conn.Exec(ctx, `SELECT 1`)
-		cancel()
-		if err != nil {
-			t.end()
-			closeCtx, cancel := context.WithTimeout(context.Background(), t.e.checkTimeout)
-			t.conn.Close(closeCtx)
-			cancel()
-			return
-		}
-	}
-}
-
-func (t *term) end() { t.once.Do(func() { close(t.done) }) }
-
-// Resign ends the term at once: it marks the row released, unlocks and
-// closes the connection. Calls after the first return its result.
+// Resign ends the term at once: it marks the row released and unlocks, and
+// the session closes its connection if nothing else uses it. Calls after the
+// first return its result.
 func (t *term) Resign(ctx context.Context) error {
 	t.resign.Do(func() {
-		close(t.stop)
-		<-t.checked
-		select {
-		case <-t.done: // already lost; the connection is closed
+		s := t.e.s
+		s.mu.Lock()
+		if !s.terms[t] { // already lost, and counted out
+			s.mu.Unlock()
 			return
-		default:
 		}
+		delete(s.terms, t)
 		t.end()
-		_, err := t.conn.Exec(ctx, `UPDATE backi_leader_terms SET released = true, updated_at = now() WHERE name = $1 AND term = $2`, t.e.name, int64(t.token))
+		_, err := s.conn.Exec(ctx, `UPDATE backi_leader_terms SET released = true, updated_at = now() WHERE name = $1 AND term = $2`, t.e.name, int64(t.token))
 		if err == nil {
-			_, err = t.conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, t.e.name)
+			_, err = s.conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, t.e.name)
 		}
-		t.err = errors.Join(err, t.conn.Close(ctx))
+		t.err = err
+		s.mu.Unlock()
+		s.leave()
 	})
 	return t.err
 }
