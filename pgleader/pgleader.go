@@ -174,6 +174,23 @@ func (e *Elector) Campaign(ctx context.Context) (backi.Term, error) {
 
 var errClosed = errors.New("the connection was lost")
 
+// createTable runs ddl, a CREATE TABLE IF NOT EXISTS of table, under a
+// transaction lock, so that replicas starting together do not race to create
+// it.
+func createTable(ctx context.Context, conn *pgx.Conn, table, ddl string) error {
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, table); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, ddl)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", table, err)
+	}
+	return nil
+}
+
 // join counts a campaign in, connecting (and creating the table) if needed.
 func (s *Session) join(ctx context.Context) error {
 	s.mu.Lock()
@@ -183,17 +200,10 @@ func (s *Session) join(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("connect: %w", err)
 		}
-		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			// Replicas starting together must not race to create the table.
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('backi_leader_terms', 0))`); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, schema)
-			return err
-		})
+		err = createTable(ctx, conn, "backi_leader_terms", schema)
 		if err != nil {
 			conn.Close(context.WithoutCancel(ctx))
-			return fmt.Errorf("create backi_leader_terms: %w", err)
+			return err
 		}
 		s.conn = conn
 		s.stop, s.checked = make(chan struct{}), make(chan struct{})

@@ -206,29 +206,25 @@ func (c *cluster) waitStart(since time.Time, not string, minTerm uint64, limit t
 	}
 }
 
-// lastEndOfTerm is when the last iteration of a term ended.
-func (c *cluster) lastEndOfTerm(term uint64) time.Time {
+// lastEnd is when the last iteration that matches ended.
+func (c *cluster) lastEnd(match func(record) bool) time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var last time.Time
 	for _, r := range c.records {
-		if r.kind == "end" && r.term == term && r.at.After(last) {
+		if r.kind == "end" && match(r) && r.at.After(last) {
 			last = r.at
 		}
 	}
 	return last
 }
 
-func (c *cluster) lastEnd(replica string) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var last time.Time
-	for _, r := range c.records {
-		if r.kind == "end" && r.replica == replica && r.at.After(last) {
-			last = r.at
-		}
-	}
-	return last
+func (c *cluster) lastEndOfTerm(term uint64) time.Time {
+	return c.lastEnd(func(r record) bool { return r.term == term })
+}
+
+func (c *cluster) lastEndOf(replica string) time.Time {
+	return c.lastEnd(func(r record) bool { return r.replica == replica })
 }
 
 // check asserts that terms only grow and that iterations of different terms
@@ -296,7 +292,7 @@ func TestOneLeaderAndFailover(t *testing.T) {
 	if err := c.procs[second.replica].Wait(); err != nil {
 		t.Fatalf("the leader's clean stop: %v", err)
 	}
-	stopped := c.lastEnd(second.replica)
+	stopped := c.lastEndOf(second.replica)
 	third := c.waitStart(stopped, second.replica, second.term, 100*time.Millisecond)
 	t.Logf("after a clean stop: %s leads %v later", third.replica, third.at.Sub(stopped))
 

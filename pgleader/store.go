@@ -68,16 +68,9 @@ func (s *Store) with(ctx context.Context, fn func(*pgx.Conn) error) error {
 		s.conn = conn
 	}
 	if !s.schema {
-		err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('backi_schedule_runs', 0))`); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, storeSchema)
-			return err
-		})
-		if err != nil {
+		if err := createTable(ctx, s.conn, "backi_schedule_runs", storeSchema); err != nil {
 			s.drop(ctx)
-			return fmt.Errorf("pgleader: create backi_schedule_runs: %w", err)
+			return fmt.Errorf("pgleader: %w", err)
 		}
 		s.schema = true
 	}
