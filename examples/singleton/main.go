@@ -33,6 +33,7 @@ import (
 func main() {
 	id := flag.String("id", "a", "this replica's name")
 	replicas := flag.Int("replicas", 0, "start this many replicas as child processes and show their logs")
+	name := flag.String("name", "examples/singleton", "the name of the election")
 	flag.Parse()
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
@@ -41,17 +42,17 @@ func main() {
 	if *replicas > 0 {
 		os.Exit(supervise(*replicas))
 	}
-	os.Exit(replica(*id, url))
+	os.Exit(replica(*id, *name, url))
 }
 
-func replica(id, url string) int {
+func replica(id, name, url string) int {
 	log := slog.New(slog.NewTextHandler(os.Stdout, nil)).With("replica", id, "pid", os.Getpid())
-	e, err := pgleader.New(url, "examples/singleton")
+	e, err := pgleader.New(url, name)
 	if err != nil {
 		log.Error("bad configuration", "err", err)
 		return 2
 	}
-	w := backi.Loop("reconciler", func(ctx context.Context) error {
+	w := backi.Loop(name, func(ctx context.Context) error {
 		term, _ := backi.TermFrom(ctx)
 		log.Info("reconciling", "term", term.Token())
 		select {

@@ -88,6 +88,14 @@ func (p *Proc) WaitFor(s string) {
 	}
 }
 
+// Kill ends the demo with SIGKILL, as a crash would.
+func (p *Proc) Kill() {
+	p.cmd.Process.Kill()
+	for range p.lines {
+	}
+	p.cmd.Wait()
+}
+
 // Log returns the lines read so far.
 func (p *Proc) Log() string { return strings.Join(p.log, "\n") }
 

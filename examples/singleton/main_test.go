@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/backi-go/backi/internal/demotest"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	demotest.Main(main)
+	goleak.VerifyTestMain(m)
+}
+
+// TestTakeover starts two replicas: the first works; killed, the second takes
+// over with the next term.
+func TestTakeover(t *testing.T) {
+	url := os.Getenv("BACKI_PG_URL")
+	if url == "" {
+		url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL at %s is unreachable: %v", url, err)
+		}
+		t.Skipf("PostgreSQL at %s is unreachable (%v)", url, err)
+	}
+	conn.Close(context.Background())
+	t.Setenv("DATABASE_URL", url)
+	name := fmt.Sprintf("singleton-test-%d", rand.Int64())
+
+	a := demotest.Start(t, "-id", "a", "-name", name)
+	a.WaitFor("msg=reconciling replica=a")
+	b := demotest.Start(t, "-id", "b", "-name", name)
+	b.WaitFor(`msg="worker started" replica=b`)
+	time.Sleep(1500 * time.Millisecond)
+	a.Kill()
+	b.WaitFor("msg=reconciling replica=b")
+	b.Stop(2 * time.Second)
+}
