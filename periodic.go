@@ -68,7 +68,12 @@ func (w *Worker) periodic(r *runner) error {
 			if relative {
 				done = res.end
 			}
-			if err := c.store.SaveRun(ctx, w.name, done); err != nil {
+			// A run that completed is recorded even when the worker is
+			// stopping: its context is done, but the run happened.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cleanupTimeout)
+			err := c.store.SaveRun(sctx, w.name, done)
+			cancel()
+			if err != nil {
 				log.LogAttrs(ctx, slog.LevelError, "could not record the run", slog.Time("due", due), slog.Any("err", err))
 			}
 			due, at = next, jittered(next)

@@ -389,3 +389,33 @@ func TestScheduledForTellsTheDueTime(t *testing.T) {
 		}
 	})
 }
+
+// TestARunCompletedDuringShutdownIsRecorded stops the worker while a run is
+// in flight; the run completes, and the store must know it.
+func TestARunCompletedDuringShutdownIsRecorded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &ctxStore{}
+		ctx, cancel := context.WithCancel(t.Context())
+		w := backi.Loop("report", func(ctx context.Context) error {
+			cancel()                // shutdown begins while the run is in flight
+			time.Sleep(time.Second) // and the run completes anyway
+			return nil
+		}, backi.WithSchedule(backi.Every(time.Minute)), backi.WithScheduleStore(store), backi.WithLogger(quiet))
+		if err := w.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if last, _ := store.LastRun(context.Background(), "report"); !last.Equal(epoch2000.Add(time.Minute)) {
+			t.Fatalf("last run recorded %v, want the run due at 00:01", last)
+		}
+	})
+}
+
+// ctxStore is a MemoryStore that, like a database, refuses a done context.
+type ctxStore struct{ backi.MemoryStore }
+
+func (s *ctxStore) SaveRun(ctx context.Context, name string, t time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.MemoryStore.SaveRun(ctx, name, t)
+}
