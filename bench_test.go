@@ -1,9 +1,8 @@
 package backi_test
 
-// Benchmarks of the worker's own cost, each beside a hand-written baseline in
-// the same run. Reproduce with:
-//
-//	go test -run '^$' -bench . -count 6 . | tee new.txt && benchstat new.txt
+// Benchmarks of stopping and of waiting workers, each beside bare goroutines.
+// Run them with ./bench.sh. The cost of one iteration, beside the peers, is
+// measured in the bench module (bench/w1_test.go).
 
 import (
 	"context"
@@ -13,7 +12,6 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,113 +23,6 @@ var (
 	errBenchDone = errors.New("done")
 	benchLog     = slog.New(slog.DiscardHandler)
 )
-
-// counted returns an empty iteration that ends its loop after n calls: every
-// runner below runs the same function value, so only the loop around it differs.
-func counted(n int) func(context.Context) error {
-	i := 0
-	return func(context.Context) error {
-		if i++; i >= n {
-			return errBenchDone
-		}
-		return nil
-	}
-}
-
-func recovered(ctx context.Context, fn func(context.Context) error) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("panic: %v", v)
-		}
-	}()
-	return fn(ctx)
-}
-
-// BenchmarkEmptyIteration measures one iteration that does nothing.
-func BenchmarkEmptyIteration(b *testing.B) {
-	ctx := context.Background()
-	b.Run("bare", func(b *testing.B) {
-		b.ReportAllocs()
-		fn, done := counted(b.N), ctx.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if fn(ctx) != nil {
-				return
-			}
-		}
-	})
-	b.Run("bare+recover", func(b *testing.B) {
-		b.ReportAllocs()
-		fn, done := counted(b.N), ctx.Done()
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if recovered(ctx, fn) != nil {
-				return
-			}
-		}
-	})
-	b.Run("bare+recover+clock+counters", func(b *testing.B) {
-		b.ReportAllocs()
-		fn, done := counted(b.N), ctx.Done()
-		var started, last, successes atomic.Int64
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			started.Store(time.Now().UnixNano())
-			err := recovered(ctx, fn)
-			end := time.Now()
-			if err != nil {
-				return
-			}
-			successes.Add(1)
-			last.Store(end.UnixNano())
-		}
-	})
-	b.Run("backi.Loop", func(b *testing.B) {
-		b.ReportAllocs()
-		fn := counted(b.N)
-		w := backi.Loop("bench", func(ctx context.Context) error {
-			if fn(ctx) != nil {
-				return backi.Stop(nil)
-			}
-			return nil
-		}, backi.WithLogger(benchLog))
-		b.ResetTimer()
-		if err := w.Run(ctx); err != nil {
-			b.Fatal(err)
-		}
-	})
-	b.Run("backi.Continuous+Defer", func(b *testing.B) {
-		b.ReportAllocs()
-		fn := counted(b.N)
-		cleanup := func(context.Context) error { return nil }
-		it := backi.IterationFunc(func(ctx context.Context) error {
-			if fn(ctx) != nil {
-				return backi.Stop(nil)
-			}
-			return nil
-		})
-		w := backi.Continuous("bench", func(ctx context.Context, s *backi.Scope) (backi.Iteration, error) {
-			s.Defer(cleanup)
-			return it, nil
-		}, backi.WithLogger(benchLog))
-		b.ResetTimer()
-		if err := w.Run(ctx); err != nil {
-			b.Fatal(err)
-		}
-	})
-}
 
 // BenchmarkStop measures the time from cancel until n parked loops have all
 // returned: bare goroutines waiting on the context, and idle workers.
