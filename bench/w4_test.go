@@ -18,8 +18,8 @@ import (
 
 const (
 	w4Loops  = 1000
-	w4Warmup = 4 * time.Second // for backoffs to grow and start-up to pass
-	w4Length = 4 * time.Second // measured
+	w4Warmup = 3 * time.Second // for backoffs to grow and start-up to pass
+	w4Length = 3 * time.Second // measured
 )
 
 var errAlways = errors.New("always fails")
@@ -42,7 +42,7 @@ func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
 func (h countingHandler) WithGroup(string) slog.Handler      { return h }
 
 // BenchmarkW4 runs 1,000 loops that always fail, or always panic, under each
-// runner's defaults, and measures 4 s after 4 s of warm-up; where a runner needs a choice (the period of
+// runner's defaults, and measures 3 s after 3 s of warm-up; where a runner needs a choice (the period of
 // wait.UntilWithContext), the common one is taken. A failure is logged by the
 // work function where the runner does not log it itself.
 func BenchmarkW4(b *testing.B) {
