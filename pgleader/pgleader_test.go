@@ -442,7 +442,10 @@ func periodicSingleton(id, name, url string, e *pgleader.Elector, say func(strin
 			return errors.New("not a scheduled run")
 		}
 		term, _ := backi.TermFrom(ctx)
-		if _, err := conn.Exec(ctx, `INSERT INTO test_runs (name, due, replica, term) VALUES ($1, $2, $3, $4)`,
+		// The write is finished even when the worker is stopping, as an
+		// in-flight iteration should: a write cut off by cancellation may
+		// land without its iteration knowing, and then be done again.
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `INSERT INTO test_runs (name, due, replica, term) VALUES ($1, $2, $3, $4)`,
 			name, due, id, int64(term.Token())); err != nil {
 			return err
 		}

@@ -22,9 +22,12 @@ var ErrStaleTerm = errors.New("pgleader: a newer term has recorded a run")
 // term's fencing token, a deposed leader's record is refused, and a new
 // leader continues from the last recorded run.
 //
-// One window remains: a leader that dies after its iteration ended and before
-// the record was written leaves the run to be done again by the next leader.
-// Key the iteration's effects by backi.ScheduledFor to make that harmless.
+// Two windows remain, where a run is done again by the next leader: a leader
+// that dies after its iteration ended and before the record was written, and
+// an iteration that returns an error because the worker is stopping (its
+// effect may have landed; it is not recorded). Key the iteration's effects by
+// backi.ScheduledFor to make both harmless, and let an iteration that has
+// begun a write finish it (context.WithoutCancel) rather than be cut off.
 //
 // The store keys runs by the worker's name and fences them with the terms of
 // the worker's elector: give each periodic singleton an elector of the same
