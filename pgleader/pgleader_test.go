@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/pgtest"
 	"github.com/backi-go/backi/pgleader"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
@@ -34,25 +35,8 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// dbURL is the test server: $BACKI_PG_URL, or the local one.
-func dbURL(t *testing.T) string {
-	t.Helper()
-	url := os.Getenv("BACKI_PG_URL")
-	if url == "" {
-		url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL at %s is unreachable: %v", url, err)
-		}
-		t.Skipf("PostgreSQL at %s is unreachable (%v): start it with pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start, or set BACKI_PG_URL", url, err)
-	}
-	conn.Close(ctx)
-	return url
-}
+// dbURL is the test server (see internal/pgtest).
+func dbURL(t *testing.T) string { return pgtest.URL(t) }
 
 // replica is one replica of a service with a singleton worker: it prints a
 // line when each iteration starts and ends, with its term.
@@ -158,14 +142,15 @@ func (c *cluster) start(id string) {
 	<-ready
 }
 
-// waitRan waits for a periodic run after since, and returns it.
-func (c *cluster) waitRan(since time.Time) record {
+// waitFor waits up to patience for the first record that matches, and
+// returns it; what names what was awaited, for the failure message.
+func (c *cluster) waitFor(what string, patience time.Duration, match func(record) bool) record {
 	c.t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(patience)
 	for {
 		c.mu.Lock()
 		for _, r := range c.records {
-			if r.kind == "ran" && r.seen.After(since) {
+			if match(r) {
 				c.mu.Unlock()
 				return r
 			}
@@ -175,35 +160,30 @@ func (c *cluster) waitRan(since time.Time) record {
 		case <-c.notify:
 		case <-time.After(10 * time.Millisecond):
 		case <-deadline:
-			c.t.Fatal("no periodic run within 10s")
+			c.t.Fatalf("%s: none within %v", what, patience)
 		}
 	}
+}
+
+// waitRan waits for a periodic run after since, and returns it.
+func (c *cluster) waitRan(since time.Time) record {
+	c.t.Helper()
+	return c.waitFor("a periodic run", 10*time.Second, func(r record) bool {
+		return r.kind == "ran" && r.seen.After(since)
+	})
 }
 
 // waitStart waits up to limit for an iteration of a term above minTerm to
 // start after since on a replica other than not, and returns it.
 func (c *cluster) waitStart(since time.Time, not string, minTerm uint64, limit time.Duration) record {
 	c.t.Helper()
-	deadline := time.After(limit + time.Second)
-	for {
-		c.mu.Lock()
-		for _, r := range c.records {
-			if r.kind == "start" && r.at.After(since) && r.replica != not && r.term > minTerm {
-				c.mu.Unlock()
-				if r.at.Sub(since) > limit {
-					c.t.Fatalf("the next leader started %v after, want within %v", r.at.Sub(since), limit)
-				}
-				return r
-			}
-		}
-		c.mu.Unlock()
-		select {
-		case <-c.notify:
-		case <-time.After(10 * time.Millisecond):
-		case <-deadline:
-			c.t.Fatalf("no iteration started within %v on a replica other than %q", limit, not)
-		}
+	r := c.waitFor(fmt.Sprintf("an iteration started on a replica other than %q", not), limit+time.Second, func(r record) bool {
+		return r.kind == "start" && r.at.After(since) && r.replica != not && r.term > minTerm
+	})
+	if r.at.Sub(since) > limit {
+		c.t.Fatalf("the next leader started %v after, want within %v", r.at.Sub(since), limit)
 	}
+	return r
 }
 
 // lastEnd is when the last iteration that matches ended.

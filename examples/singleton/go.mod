@@ -5,13 +5,13 @@ go 1.26
 require (
 	github.com/backi-go/backi v0.0.0
 	github.com/backi-go/backi/pgleader v0.0.0
-	github.com/jackc/pgx/v5 v5.12.0
 	go.uber.org/goleak v1.3.0
 )
 
 require (
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/pgx/v5 v5.12.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 )
 

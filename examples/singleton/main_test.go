@@ -1,15 +1,13 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/backi-go/backi/internal/demotest"
-	"github.com/jackc/pgx/v5"
+	"github.com/backi-go/backi/internal/pgtest"
 	"go.uber.org/goleak"
 )
 
@@ -21,18 +19,7 @@ func TestMain(m *testing.M) {
 // TestTakeover starts two replicas: the first works; killed, the second takes
 // over with the next term.
 func TestTakeover(t *testing.T) {
-	url := os.Getenv("BACKI_PG_URL")
-	if url == "" {
-		url = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	conn, err := pgx.Connect(context.Background(), url)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL at %s is unreachable: %v", url, err)
-		}
-		t.Skipf("PostgreSQL at %s is unreachable (%v)", url, err)
-	}
-	conn.Close(context.Background())
+	url := pgtest.URL(t)
 	t.Setenv("DATABASE_URL", url)
 	name := fmt.Sprintf("singleton-test-%d", rand.Int64())
 
