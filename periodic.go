@@ -13,11 +13,11 @@ func (w *Worker) periodic(r *runner) error {
 	defer r.wt.stop()
 	defer sl.nextRun.Store(0)
 	c := &w.cfg
-	_, relative := c.schedule.(delay)
+	relative := c.relative()
 
 	attempt := 0 // consecutive failures
 	due, err := w.firstDue(r, &attempt)
-	if err != nil || due.IsZero() && isDone(r.done) {
+	if err != nil || isDone(r.done) {
 		return err
 	}
 	// at is when the run starts: due plus jitter, or a retry's time.
@@ -152,14 +152,13 @@ func (w *Worker) firstDue(r *runner, attempt *int) (time.Time, error) {
 				}
 				return c.schedule.Next(now), nil
 			}
-			_, relative := c.schedule.(delay)
 			n := c.schedule.Next(last)
 			switch {
 			case n.IsZero() || n.After(now):
 				return n, nil
 			case c.skipMissed:
 				return c.schedule.Next(now), nil
-			case relative:
+			case c.relative():
 				return now, nil
 			}
 			return nextDue(c.schedule, false, last, now), nil
@@ -175,6 +174,13 @@ func (w *Worker) firstDue(r *runner, attempt *int) (time.Time, error) {
 			return time.Time{}, nil
 		}
 	}
+}
+
+// relative reports whether the schedule counts from the end of each run
+// (Delay) rather than from the previous run's due time.
+func (c *config) relative() bool {
+	_, ok := c.schedule.(delay)
+	return ok
 }
 
 // nextDue returns the run that follows the one due at due, which ended at end.
