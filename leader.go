@@ -77,13 +77,8 @@ func (w *Worker) lead(ctx context.Context, log *slog.Logger, obs Observer) error
 		}
 		if err != nil {
 			attempt++
-			wait, stop, serr := r.fail(nil, err, attempt, time.Now())
-			if stop {
-				return serr
-			}
-			r.setState(StateBackingOff)
-			if r.wt.wait(wait, false) == waitDone {
-				return nil
+			if stop, err := r.failAndWait(nil, err, attempt, time.Now()); stop {
+				return err
 			}
 			continue
 		}

@@ -165,13 +165,8 @@ func (w *Worker) firstDue(r *runner, attempt *int) (time.Time, error) {
 		}
 		*attempt++
 		r.sl.started.Store(now.UnixNano()) // for the record's duration
-		wait, stop, serr := r.fail(nil, err, *attempt, now)
-		if stop {
-			return time.Time{}, serr
-		}
-		r.setState(StateBackingOff)
-		if r.wt.wait(wait, false) == waitDone {
-			return time.Time{}, nil
+		if stop, err := r.failAndWait(nil, err, *attempt, now); stop {
+			return time.Time{}, err
 		}
 	}
 }

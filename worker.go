@@ -390,15 +390,22 @@ func (w *Worker) loop(r *runner) error {
 			continue
 		}
 		attempt++
-		wait, stop, serr := r.fail(it, err, attempt, end)
-		if stop {
-			return serr
-		}
-		r.setState(StateBackingOff)
-		if r.wt.wait(wait, false) == waitDone {
-			return nil
+		if stop, err := r.failAndWait(it, err, attempt, end); stop {
+			return err
 		}
 	}
+}
+
+// failAndWait handles a failure, then backs off. It reports whether the
+// worker must end instead, and with which error: the hook's or the
+// escalation's, or nil when the context ended during the wait.
+func (r *runner) failAndWait(it Iteration, err error, attempt int, now time.Time) (bool, error) {
+	wait, stop, serr := r.fail(it, err, attempt, now)
+	if stop {
+		return true, serr
+	}
+	r.setState(StateBackingOff)
+	return r.wt.wait(wait, false) == waitDone, nil
 }
 
 // isControl reports whether err only steers the loop.
