@@ -65,7 +65,7 @@ func TermFrom(ctx context.Context) (Term, bool) {
 // when leadership is lost, until ctx is done or the worker ends.
 func (w *Worker) lead(ctx context.Context, log *slog.Logger, obs Observer) error {
 	r := w.newRunner(ctx, 0, log, obs) // for the failure bookkeeping and waits of campaigning
-	defer r.wt.stop()
+	defer r.stopTimer()
 	attempt := 0
 	for {
 		term, err := w.cfg.elector.Campaign(ctx)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,17 +28,20 @@ type failureRecord struct {
 
 // failureLog writes a worker's failure records, collapsing storms.
 type failureLog struct {
+	// repeated counts the failures with the last record's text since it was
+	// written, not written themselves. It changes under mu; flush reads it
+	// without mu to skip the lock and the clock when it is zero.
+	repeated atomic.Int64
 	mu       sync.Mutex
 	last     string    // the error text of the last record written
 	lastAt   time.Time // when it was written
-	repeated int       // failures with that text since, not written
 }
 
 func (l *failureLog) write(ctx context.Context, log *slog.Logger, r failureRecord, now time.Time) {
 	msg := r.err.Error()
 	l.mu.Lock()
 	if msg == l.last && now.Sub(l.lastAt) < StormWindow {
-		l.repeated++
+		l.repeated.Add(1)
 		l.mu.Unlock()
 		return
 	}
@@ -60,10 +64,14 @@ func (l *failureLog) write(ctx context.Context, log *slog.Logger, r failureRecor
 	log.LogAttrs(ctx, slog.LevelError, "iteration failed", attrs...)
 }
 
-// flush writes the count of failures not yet reported.
-func (l *failureLog) flush(ctx context.Context, log *slog.Logger, now time.Time) {
+// flush writes the count of failures not yet reported. Every worker calls it
+// when it stops, so it costs one atomic load when there is nothing to write.
+func (l *failureLog) flush(ctx context.Context, log *slog.Logger) {
+	if l.repeated.Load() == 0 {
+		return
+	}
 	l.mu.Lock()
-	sum := l.take(now)
+	sum := l.take(time.Now())
 	l.mu.Unlock()
 	sum.log(ctx, log)
 }
@@ -77,9 +85,7 @@ type stormSummary struct {
 
 // take returns, and resets, the count of collapsed repeats. l.mu is held.
 func (l *failureLog) take(now time.Time) stormSummary {
-	s := stormSummary{err: l.last, repeated: l.repeated, in: now.Sub(l.lastAt)}
-	l.repeated = 0
-	return s
+	return stormSummary{err: l.last, repeated: int(l.repeated.Swap(0)), in: now.Sub(l.lastAt)}
 }
 
 func (s stormSummary) log(ctx context.Context, log *slog.Logger) {

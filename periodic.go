@@ -10,7 +10,7 @@ import (
 // periodic is the loop of a worker with a schedule (see WithSchedule).
 func (w *Worker) periodic(r *runner) error {
 	ctx, sl, log := r.ctx, r.sl, r.log
-	defer r.wt.stop()
+	defer r.stopTimer()
 	defer sl.nextRun.Store(0)
 	c := &w.cfg
 	relative := c.relative()
@@ -41,7 +41,7 @@ func (w *Worker) periodic(r *runner) error {
 
 		// Wait for the run; Wake runs an iteration now and leaves it due.
 		for woken := true; woken; {
-			switch r.wt.wait(time.Until(at), true) {
+			switch r.wait(time.Until(at), true) {
 			case waitDone:
 				return nil
 			case waitElapsed:
@@ -82,7 +82,7 @@ func (w *Worker) periodic(r *runner) error {
 		if retry := res.end.Add(res.wait); next.IsZero() || retry.Before(next) {
 			at = retry // retry the same run
 			r.setState(StateBackingOff)
-			if r.wt.wait(time.Until(at), false) == waitDone {
+			if r.wait(time.Until(at), false) == waitDone {
 				return nil
 			}
 			continue

@@ -87,7 +87,7 @@ type slot struct {
 	nextRun     atomic.Int64 // UnixNano of the next scheduled run, 0 if none
 
 	// signal carries a token when the loop's wait timer fires or Wake is
-	// called; woken tells which. See waiter.wait.
+	// called; woken tells which. See runner.wait.
 	signal chan struct{}
 	woken  atomic.Bool
 	_      [64]byte
@@ -113,14 +113,29 @@ func (s *slot) poke() {
 }
 
 // stats is what a worker shares between its loops and with Status readers.
+// lifecycle comes last, next to the failureLog that follows stats in Worker.
 type stats struct {
-	lifecycle   atomic.Int32  // StateNew, StateRunning (Run active), StateStopped, StateFailed
+	slots       []slot        // one per loop, made once before the first Run
 	stuckAfter  atomic.Int64  // WithStuckAfter in effect, 0 for none
 	term        atomic.Uint64 // the latest term's fencing token (WithLeader)
 	leaderSince atomic.Int64  // UnixNano since this replica leads, 0 when it does not
 	consecutive atomic.Uint64
 	lastErr     atomic.Pointer[errorBox]
-	slots       []slot // one per loop, made once before the first Run
+	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed
+}
+
+// begin claims the worker for one Run: it reports false when a Run is
+// already active.
+func (st *stats) begin() bool {
+	for {
+		s := st.lifecycle.Load()
+		if State(s) == StateRunning {
+			return false
+		}
+		if st.lifecycle.CompareAndSwap(s, int32(StateRunning)) {
+			return true
+		}
+	}
 }
 
 type errorBox struct{ err error }

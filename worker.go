@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -35,11 +34,14 @@ type Worker struct {
 	build func(context.Context, *Scope) (Iteration, error) // set by Continuous
 	opts  []Option
 
-	once    sync.Once
-	cfg     config
-	cfgErr  error
-	running atomic.Bool
-	esc     escalation
+	once   sync.Once
+	cfg    config
+	cfgErr error
+	esc    escalation
+
+	// What Run writes as it starts and stops: stats' lifecycle and the
+	// failure log's count of unwritten repeats share a cache line, which a
+	// stopping worker touches once.
 	stats   stats
 	failLog failureLog
 }
@@ -112,18 +114,38 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.cfgErr != nil {
 		return w.cfgErr
 	}
-	if !w.running.CompareAndSwap(false, true) {
+	if !w.stats.begin() {
 		return fmt.Errorf("backi: worker %q is already running", w.name)
 	}
-	defer w.running.Store(false)
+	// The lifecycle's last store ends Run, after everything it started has
+	// returned: from then on another Run may begin.
+	final := StateFailed
+	defer func() { w.stats.lifecycle.Store(int32(final)) }()
 
-	n := w.cfg.concurrency
+	log, obs, stuck := w.started(ctx)
+	start := time.Now()
+	if stuck > 0 {
+		defer w.startWatch(ctx, stuck, log, obs)()
+	}
+	var err error
+	if w.cfg.elector != nil {
+		err = w.lead(ctx, log, obs)
+	} else {
+		err = w.runLoops(ctx, log, obs)
+	}
+	final = w.stopped(ctx, err, log, obs, start)
+	return err
+}
+
+// started settles what a Run uses besides the options, from the options or
+// else from ctx (see WithHostLogger and the host's options): the logger, with
+// the worker's name; the observer; and the stuck threshold. It logs the start.
+func (w *Worker) started(ctx context.Context) (*slog.Logger, Observer, time.Duration) {
 	log := w.cfg.logger
 	if log == nil {
 		log = loggerFrom(ctx)
 	}
 	log = log.With(slog.String("worker", w.name))
-
 	stuck := w.cfg.stuckAfter
 	if d, ok := ctx.Value(stuckKey{}).(time.Duration); ok && stuck == 0 {
 		stuck = d
@@ -133,32 +155,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	if o, ok := ctx.Value(observerKey{}).(Observer); ok && obs == nil {
 		obs = o
 	}
-	w.stats.lifecycle.Store(int32(StateRunning))
-	log.LogAttrs(ctx, slog.LevelInfo, "worker started", slog.Int("concurrency", n))
-	start := time.Now()
-	if stuck > 0 {
-		watched := make(chan struct{})
-		stopWatch := make(chan struct{})
-		go func() {
-			defer close(watched)
-			w.watch(ctx, stopWatch, stuck, log, obs)
-		}()
-		defer func() { close(stopWatch); <-watched }()
-	}
+	log.LogAttrs(ctx, slog.LevelInfo, "worker started", slog.Int("concurrency", w.cfg.concurrency))
+	return log, obs, stuck
+}
 
-	var err error
-	if w.cfg.elector != nil {
-		err = w.lead(ctx, log, obs)
-	} else {
-		err = w.runLoops(ctx, log, obs)
-	}
+// startWatch starts the stuck watcher and returns the function that stops it
+// and waits until it has returned.
+func (w *Worker) startWatch(ctx context.Context, stuck time.Duration, log *slog.Logger, obs Observer) (stop func()) {
+	watched := make(chan struct{})
+	stopWatch := make(chan struct{})
+	go func() {
+		defer close(watched)
+		w.watch(ctx, stopWatch, stuck, log, obs)
+	}()
+	return func() { close(stopWatch); <-watched }
+}
 
-	w.failLog.flush(ctx, log, time.Now())
+// stopped reports the end of a Run that returns err, and returns the state
+// it ends in.
+func (w *Worker) stopped(ctx context.Context, err error, log *slog.Logger, obs Observer, start time.Time) State {
+	w.failLog.flush(ctx, log)
 	state, level := StateStopped, slog.LevelInfo
 	if err != nil {
 		state, level = StateFailed, slog.LevelError
 	}
-	w.stats.lifecycle.Store(int32(state))
 	if obs != nil {
 		for i := range w.stats.slots {
 			obs.StateChange(w.name, i, State(w.stats.slots[i].state.Load()), state)
@@ -172,7 +192,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			log.LogAttrs(ctx, level, "worker stopped", ran)
 		}
 	}
-	return err
+	return state
 }
 
 // runLoops runs the worker's loops until ctx is done or one of them ends the
@@ -237,27 +257,29 @@ func (w *Worker) watch(ctx context.Context, stop <-chan struct{}, d time.Duratio
 
 // runner runs the turns of one loop and keeps its counters.
 type runner struct {
-	w           *Worker
+	// What a loop reads as it wakes from a wait or as an iteration returns
+	// comes first, in one cache line: when a service stops, thousands of
+	// loops wake at once, each over memory gone cold.
+	w     *Worker
+	sl    *slot
+	done  <-chan struct{}
+	timer *time.Timer // for the loop's waits, made on the first one
+	obs   Observer    // nil for none
+	debug bool        // whether the logger takes Debug records
+	turns uint32      // turns run, to re-check debug now and then
+
 	ctx         context.Context
-	done        <-chan struct{}
-	cleanupBase context.Context
-	sl          *slot
-	index       int // of the loop
 	log         *slog.Logger
-	obs         Observer // nil for none
+	cleanupBase context.Context
+	index       int // of the loop
 	scope       Scope
-	wt          waiter
 	next        time.Time // when set, the start of the next turn: the end of one that ran just before
 	due         time.Time // the scheduled run the next turn is, if any
-	debug       bool      // whether the logger takes Debug records
-	turns       uint32    // turns run, to re-check debug now and then
 }
 
 func (w *Worker) newRunner(ctx context.Context, index int, log *slog.Logger, obs Observer) *runner {
-	sl := &w.stats.slots[index]
-	r := &runner{w: w, ctx: ctx, done: ctx.Done(), cleanupBase: context.WithoutCancel(ctx), sl: sl, index: index, log: log, obs: obs}
-	r.wt = waiter{done: r.done, sl: sl}
-	return r
+	return &runner{w: w, sl: &w.stats.slots[index], done: ctx.Done(), obs: obs,
+		ctx: ctx, log: log, cleanupBase: context.WithoutCancel(ctx), index: index}
 }
 
 // setState records the loop's state and tells the observer of a change.
@@ -292,7 +314,7 @@ func (r *runner) turn() (Result, Iteration, time.Time, error) {
 	r.turns++
 	debug := r.debug
 	if debug {
-		r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration started", slog.Uint64("iteration", sl.count()+1))
+		r.logStarted()
 	}
 
 	ictx := r.ctx
@@ -301,7 +323,7 @@ func (r *runner) turn() (Result, Iteration, time.Time, error) {
 	}
 	var ev IterationEvent
 	if r.obs != nil {
-		ev = IterationEvent{Worker: w.name, Loop: r.index, Iteration: sl.count() + 1, Start: start}
+		ev = r.event(start)
 		ictx = r.obs.IterationStart(ictx, ev)
 	}
 	var it Iteration
@@ -313,14 +335,32 @@ func (r *runner) turn() (Result, Iteration, time.Time, error) {
 	}
 	end := time.Now()
 	if debug {
-		r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration finished", slog.Uint64("iteration", sl.count()+1),
-			slog.Duration("duration", end.Sub(start)), slog.Any("err", err))
+		r.logFinished(end.Sub(start), err)
 	}
 	res, rerr := r.account(err, end)
 	if r.obs != nil {
 		r.obs.IterationEnd(ictx, ev, IterationResult{Result: res, Err: err, Duration: end.Sub(start)})
 	}
 	return res, it, end, rerr
+}
+
+// The helpers below keep Debug records and the observer's event out of
+// turn's stack frame, which every loop holds while its iteration runs: a
+// smaller frame is less stack for each loop to grow, and to unwind as it stops.
+
+// event describes the iteration in flight, which started at start, for the
+// observer.
+func (r *runner) event(start time.Time) IterationEvent {
+	return IterationEvent{Worker: r.w.name, Loop: r.index, Iteration: r.sl.count() + 1, Start: start}
+}
+
+func (r *runner) logStarted() {
+	r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration started", slog.Uint64("iteration", r.sl.count()+1))
+}
+
+func (r *runner) logFinished(d time.Duration, err error) {
+	r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration finished", slog.Uint64("iteration", r.sl.count()+1),
+		slog.Duration("duration", d), slog.Any("err", err))
 }
 
 // account counts a finished iteration, unless it failed (that is for fail),
@@ -338,7 +378,9 @@ func (r *runner) account(err error, end time.Time) (Result, error) {
 	select {
 	case <-r.done:
 		sl.other.Add(1)
-		if !isControl(err) {
+		// The cached debug flag first: asking the logger, or telling a
+		// control error apart, costs every loop of a stopping service.
+		if r.debug && !isControl(err) {
 			r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
 		}
 		return ResultShutdown, nil
@@ -359,7 +401,7 @@ func (r *runner) account(err error, end time.Time) (Result, error) {
 // loop is one loop of a worker without a schedule: it runs turns until ctx is
 // done or the worker must end, and returns Run's result.
 func (w *Worker) loop(r *runner) error {
-	defer r.wt.stop()
+	defer r.stopTimer()
 	var (
 		attempt int           // consecutive failures of this loop
 		idle    time.Duration // the latest idle wait, 0 after work
@@ -384,7 +426,7 @@ func (w *Worker) loop(r *runner) error {
 			attempt = 0
 			idle = min(max(w.cfg.idleMin, 2*idle), w.cfg.idleMax)
 			r.setState(StateIdle)
-			if r.wt.wait(idle, true) == waitDone {
+			if r.wait(idle, true) == waitDone {
 				return nil
 			}
 			continue
@@ -405,7 +447,7 @@ func (r *runner) failAndWait(it Iteration, err error, attempt int, now time.Time
 		return true, serr
 	}
 	r.setState(StateBackingOff)
-	return r.wt.wait(wait, false) == waitDone, nil
+	return r.wait(wait, false) == waitDone, nil
 }
 
 // isControl reports whether err only steers the loop.
@@ -542,16 +584,6 @@ func callHook(ctx context.Context, hook func(context.Context, Failure) (time.Dur
 	return hook(ctx, f)
 }
 
-// waiter makes a loop's waits. Every wait is a receive on two channels: the
-// loop's context and the slot's signal, which both the wait's timer and Wake
-// feed. A token may outlive the wait it was meant for, so each one is checked
-// against the wait's deadline and the woken flag.
-type waiter struct {
-	done  <-chan struct{}
-	sl    *slot
-	timer *time.Timer // made on the first wait
-}
-
 // waitResult says how a wait ended.
 type waitResult int
 
@@ -561,37 +593,43 @@ const (
 	waitWoken                     // Wake was called
 )
 
-// wait blocks for d, or until done is closed or, when wakeable, Wake is
-// called. A wait of d ≤ 0 ends at once; it consumes a pending Wake, since a
+// wait blocks for d, or until the loop's context ends or, when wakeable, Wake
+// is called. A wait of d ≤ 0 ends at once; it consumes a pending Wake, since a
 // run is about to happen anyway.
-func (wt *waiter) wait(d time.Duration, wakeable bool) waitResult {
+//
+// Every wait is a receive on two channels: the loop's context and the slot's
+// signal, which both the wait's timer and Wake feed. A token may outlive the
+// wait it was meant for, so each one is checked against the wait's deadline
+// and the woken flag.
+func (r *runner) wait(d time.Duration, wakeable bool) waitResult {
+	sl := r.sl
 	if d <= 0 {
 		if wakeable {
-			wt.sl.woken.Store(false)
+			sl.woken.Store(false)
 		}
 		select {
-		case <-wt.done:
+		case <-r.done:
 			return waitDone
 		default:
 			return waitElapsed
 		}
 	}
-	if wakeable && wt.sl.woken.Swap(false) {
+	if wakeable && sl.woken.Swap(false) {
 		return waitWoken
 	}
 	deadline := time.Now().Add(d)
-	if wt.timer == nil {
-		wt.timer = time.AfterFunc(d, wt.sl.poke)
+	if r.timer == nil {
+		r.timer = time.AfterFunc(d, sl.poke)
 	} else {
-		wt.timer.Reset(d)
+		r.timer.Reset(d)
 	}
 	for {
 		select {
-		case <-wt.done:
+		case <-r.done:
 			return waitDone
-		case <-wt.sl.signal:
-			if wakeable && wt.sl.woken.Swap(false) {
-				wt.timer.Stop()
+		case <-sl.signal:
+			if wakeable && sl.woken.Swap(false) {
+				r.timer.Stop()
 				return waitWoken
 			}
 			if !time.Now().Before(deadline) {
@@ -601,8 +639,9 @@ func (wt *waiter) wait(d time.Duration, wakeable bool) waitResult {
 	}
 }
 
-func (wt *waiter) stop() {
-	if wt.timer != nil {
-		wt.timer.Stop()
+// stopTimer stops the loop's wait timer, if it has one.
+func (r *runner) stopTimer() {
+	if r.timer != nil {
+		r.timer.Stop()
 	}
 }

@@ -148,6 +148,39 @@ func TestRunTwiceAtOnceIsAnError(t *testing.T) {
 	})
 }
 
+func TestRunAgainAfterItReturns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		errEnd := errors.New("end")
+		runs := 0
+		w := backi.Loop("again", func(ctx context.Context) error {
+			runs++
+			if runs%2 == 1 {
+				return backi.Stop(errEnd) // odd runs fail the worker
+			}
+			<-ctx.Done() // even runs wait for their context
+			return nil
+		}, backi.WithLogger(quiet))
+		for i := range 4 {
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error)
+			go func() { done <- w.Run(ctx) }()
+			synctest.Wait()
+			cancel()
+			err := <-done
+			want, state := error(nil), backi.StateStopped
+			if i%2 == 0 {
+				want, state = errEnd, backi.StateFailed
+			}
+			if err != want {
+				t.Fatalf("Run %d = %v, want %v", i+1, err, want)
+			}
+			if st := w.Status(); st.State != state || st.Iterations != uint64(i+1) {
+				t.Fatalf("after Run %d: %v after %d iterations, want %v after %d", i+1, st.State, st.Iterations, state, i+1)
+			}
+		}
+	})
+}
+
 func TestPanicIsAFailureNotACrash(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		log, rec := newRecorder()
