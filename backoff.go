@@ -13,6 +13,17 @@ const (
 	DefaultBackoffMax = 30 * time.Second
 )
 
+// WaitGrain is the coarsest grid that a loop's waits after a failure or
+// ErrNoWork end on. A wait of d ends at the first multiple of a grain at or
+// after the time asked for: the largest of 1, 2 or 5 times a power of ten,
+// from 1 ms up to WaitGrain, that is at most d/16 (none for waits under
+// 16 ms). A wait thus never ends earlier than asked and at most d/16 later,
+// and loops whose waits end about the same time wake together: a thousand
+// loops backing off at once cost the process tens of wake-ups a second
+// instead of hundreds. A scheduled run (WithSchedule) and its retries start
+// on time, off the grid.
+const WaitGrain = time.Second
+
 // Backoff chooses the wait after a failure. Wait is called with the number of
 // consecutive failures of one loop, starting at 1; a success resets the count.
 // Implementations must be safe for concurrent use.

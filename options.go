@@ -85,7 +85,8 @@ func newConfig(opts []Option) (config, error) {
 }
 
 // WithBackoff sets the wait after a failure. The default is
-// ExponentialBackoff(DefaultBackoffMin, DefaultBackoffMax).
+// ExponentialBackoff(DefaultBackoffMin, DefaultBackoffMax). Waits end on a
+// grid that loops share (see WaitGrain).
 func WithBackoff(b Backoff) Option {
 	return optionFunc(func(c *config) error {
 		if b == nil {
@@ -117,7 +118,7 @@ func WithConcurrency(n int) Option {
 // WithIdle bounds the wait after an iteration returned ErrNoWork: the first
 // wait is min, each further one in a row doubles, up to max; an iteration that
 // does work resets it. Requires 0 < min ≤ max; the defaults are DefaultIdleMin
-// and DefaultIdleMax.
+// and DefaultIdleMax. Waits end on a grid that loops share (see WaitGrain).
 func WithIdle(min, max time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if min <= 0 || max < min {

@@ -426,7 +426,7 @@ func (w *Worker) loop(r *runner) error {
 			attempt = 0
 			idle = min(max(w.cfg.idleMin, 2*idle), w.cfg.idleMax)
 			r.setState(StateIdle)
-			if r.wait(idle, true) == waitDone {
+			if r.wait(aligned(time.Now(), idle), true) == waitDone {
 				return nil
 			}
 			continue
@@ -447,7 +447,7 @@ func (r *runner) failAndWait(it Iteration, err error, attempt int, now time.Time
 		return true, serr
 	}
 	r.setState(StateBackingOff)
-	return r.wait(wait, false) == waitDone, nil
+	return r.wait(aligned(time.Now(), wait), false) == waitDone, nil
 }
 
 // isControl reports whether err only steers the loop.
@@ -637,6 +637,35 @@ func (r *runner) wait(d time.Duration, wakeable bool) waitResult {
 			}
 		}
 	}
+}
+
+// aligned returns how long a wait of d that starts at now lasts once it ends
+// on the grain grid (see WaitGrain): never shorter than d, at most d/16
+// longer.
+func aligned(now time.Time, d time.Duration) time.Duration {
+	g := grain(d / 16)
+	if g == 0 {
+		return d
+	}
+	end := now.Add(d)
+	if over := end.Sub(end.Truncate(g)); over > 0 {
+		end = end.Add(g - over)
+	}
+	return end.Sub(now)
+}
+
+// grain returns the largest of 1, 2 or 5 times a power of ten from 1 ms to
+// WaitGrain that is at most limit, or 0 if none is.
+func grain(limit time.Duration) time.Duration {
+	var g time.Duration
+	for step := time.Millisecond; step <= WaitGrain; step *= 10 {
+		for _, m := range [...]time.Duration{1, 2, 5} {
+			if c := m * step; c <= limit && c <= WaitGrain {
+				g = c
+			}
+		}
+	}
+	return g
 }
 
 // stopTimer stops the loop's wait timer, if it has one.

@@ -262,6 +262,56 @@ func gaps(t *testing.T, n int, next func(i int) error, opts ...backi.Option) []t
 
 var errFail = errors.New("fail")
 
+func TestWaitsEndOnASharedGrid(t *testing.T) {
+	// Two loops end their first iteration 3 ms and 7 ms in; with a 1 s wait
+	// (grain 50 ms) both run again at 1.050 s, together, and neither before
+	// its second, whether they failed or found no work.
+	for _, tc := range []struct {
+		name string
+		err  error
+		opt  backi.Option
+	}{
+		{"failure", errFail, backi.WithBackoff(backi.ConstantBackoff(time.Second))},
+		{"no work", backi.ErrNoWork, backi.WithIdle(time.Second, time.Second)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				var mu sync.Mutex
+				var again []time.Duration
+				var wg sync.WaitGroup
+				for _, took := range []time.Duration{3 * time.Millisecond, 7 * time.Millisecond} {
+					runs := 0
+					w := backi.Loop(fmt.Sprint("took", took), func(ctx context.Context) error {
+						if runs++; runs == 2 {
+							mu.Lock()
+							again = append(again, time.Since(start))
+							mu.Unlock()
+							return backi.Stop(nil)
+						}
+						time.Sleep(took)
+						return tc.err
+					}, backi.WithLogger(quiet), tc.opt)
+					wg.Go(func() {
+						if err := w.Run(t.Context()); err != nil {
+							t.Error(err)
+						}
+					})
+				}
+				wg.Wait()
+				if len(again) != 2 {
+					t.Fatalf("%d loops ran again, want 2", len(again))
+				}
+				for _, d := range again {
+					if d != 1050*time.Millisecond {
+						t.Errorf("ran again %v after the start, want 1.05s for both", d)
+					}
+				}
+			})
+		})
+	}
+}
+
 func TestConstantBackoffWaitsExactly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		got := gaps(t, 5, func(int) error { return errFail }, backi.WithBackoff(backi.ConstantBackoff(500*time.Millisecond)))
@@ -282,10 +332,12 @@ func TestDefaultBackoffGrowsWithJitterAndResetsAfterSuccess(t *testing.T) {
 			}
 			return errFail
 		})
+		// The backoff's bounds for an attempt; its wait then ends on the
+		// grid, at most 1/16 later (see WaitGrain).
 		bounds := func(attempt int) (time.Duration, time.Duration) {
 			d := backi.DefaultBackoffMin << (attempt - 1)
 			d = min(d, backi.DefaultBackoffMax)
-			return max(backi.DefaultBackoffMin, d/2), d
+			return max(backi.DefaultBackoffMin, d/2), d + d/16
 		}
 		for i, g := range got[:8] {
 			lo, hi := bounds(i + 1)
@@ -296,8 +348,8 @@ func TestDefaultBackoffGrowsWithJitterAndResetsAfterSuccess(t *testing.T) {
 		if got[8] != 0 {
 			t.Fatalf("wait after a success = %v, want 0", got[8])
 		}
-		if got[9] != backi.DefaultBackoffMin {
-			t.Fatalf("wait after the first failure following a success = %v, want %v (reset)", got[9], backi.DefaultBackoffMin)
+		if lo, hi := bounds(1); got[9] < lo || got[9] > hi {
+			t.Fatalf("wait after the first failure following a success = %v, want within [%v, %v] (reset)", got[9], lo, hi)
 		}
 	})
 }
