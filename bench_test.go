@@ -1,8 +1,9 @@
 package backi_test
 
-// Benchmarks of stopping and of waiting workers, each beside bare goroutines.
-// Run them with ./bench.sh. The cost of one iteration, beside the peers, is
-// measured in the bench module (bench/w1_test.go).
+// Benchmarks of waiting workers once their waits have grown. Run them with
+// ./bench.sh. The cost of one iteration, of stopping parked loops, and of
+// idle and failing loops in their first seconds, each beside the peers, are
+// measured in the bench module (bench/RESULTS.md).
 
 import (
 	"context"
@@ -10,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,61 +19,7 @@ import (
 	"github.com/backi-go/backi"
 )
 
-var (
-	errBenchDone = errors.New("done")
-	benchLog     = slog.New(slog.DiscardHandler)
-)
-
-// BenchmarkStop measures the time from cancel until n parked loops have all
-// returned: bare goroutines waiting on the context, and idle workers.
-func BenchmarkStop(b *testing.B) {
-	for _, n := range []int{1_000, 10_000, 100_000} {
-		b.Run(fmt.Sprintf("bare/n=%d", n), func(b *testing.B) {
-			benchStop(b, n, func(ctx context.Context, parked *sync.WaitGroup) {
-				parked.Done()
-				<-ctx.Done()
-			})
-		})
-		b.Run(fmt.Sprintf("backi/n=%d", n), func(b *testing.B) {
-			benchStop(b, n, func(ctx context.Context, parked *sync.WaitGroup) {
-				var once sync.Once
-				w := backi.Loop("idle", func(ctx context.Context) error {
-					once.Do(parked.Done)
-					return backi.ErrNoWork
-				}, backi.WithLogger(benchLog))
-				w.Run(ctx)
-			})
-		})
-	}
-}
-
-func benchStop(b *testing.B, n int, park func(ctx context.Context, parked *sync.WaitGroup)) {
-	var perLoop float64
-	for range b.N {
-		b.StopTimer()
-		runtime.GC()
-		before := memInUse()
-		ctx, cancel := context.WithCancel(context.Background())
-		var parked, ended sync.WaitGroup
-		parked.Add(n)
-		for range n {
-			ended.Go(func() { park(ctx, &parked) })
-		}
-		parked.Wait()
-		runtime.GC()
-		perLoop = float64(memInUse()-before) / float64(n)
-		b.StartTimer()
-		cancel()
-		ended.Wait()
-	}
-	b.ReportMetric(perLoop, "B/loop")
-}
-
-func memInUse() uint64 {
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse + m.StackInuse
-}
+var errBenchDone = errors.New("done")
 
 // BenchmarkWaitingCPU measures the CPU share of a core that 1,000 workers use
 // once their waits have grown: idle ones (ErrNoWork) and failing ones, with

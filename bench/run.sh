@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Runs the peer comparisons six times and writes bench/results.txt and the
+# Runs every peer comparison six times and writes bench/results.txt and the
 # benchstat summary bench/summary.txt, from which RESULTS.md is written.
 # About 10 minutes on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")"
-go test -run '^$' -bench 'W1|W4|W5' -count 6 -timeout 30m . | tee results.txt
-# W2 runs each runner in a process of its own (see BenchmarkW2).
+start=$(date +%s)
+go test -run '^$' -bench 'W1|W3|W4|W5' -count 6 -timeout 30m . | tee results.txt
+# W2 runs each case in a process of its own (see BenchmarkW2).
 go test -c -o w2.test .
 trap 'rm -f w2.test' EXIT
+cases="bare/in-work bare/between backi/in-work backi/between
+	wait.UntilWithContext/in-work wait.UntilWithContext/between suture/in-work"
 for _ in 1 2 3 4 5 6; do
-	for r in bare backi wait.UntilWithContext suture; do
-		./w2.test -test.run '^$' -test.bench "W2/runner=$r/" -test.benchtime 3x | grep '^Benchmark' | tee -a results.txt
+	for c in $cases; do
+		runner=${c%/*} parked=${c#*/}
+		./w2.test -test.run '^$' -test.bench "^BenchmarkW2\$/^runner=${runner//./\\.}\$/^parked=$parked\$" \
+			-test.benchtime 3x | grep '^Benchmark' | tee -a results.txt
 	done
 done
 go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da results.txt | tee summary.txt
@@ -18,5 +23,6 @@ go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da result
 	echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 	echo "go: $(go version)"
 	echo "date: $(date -u +%Y-%m-%d)"
+	echo "took: $(($(date +%s) - start)) s"
 	go list -m k8s.io/apimachinery github.com/thejerf/suture/v4 github.com/go-co-op/gocron/v2
 } | tee -a summary.txt

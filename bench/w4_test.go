@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -95,18 +94,13 @@ func BenchmarkW4(b *testing.B) {
 				for range b.N {
 					var n atomic.Int64
 					var out lines
-					ctx, cancel := context.WithCancel(context.Background())
-					var wg sync.WaitGroup
-					for range w4Loops {
-						wg.Go(func() { r.run(ctx, panics, &n, &out) })
+					var iters, logged int64
+					mark := func() { // both ends of the window: the counts in between
+						iters, logged = n.Load()-iters, out.n.Load()-logged
 					}
-					time.Sleep(w4Warmup)
-					cpu0, wall0, n0, lines0 := cpuTime(), time.Now(), n.Load(), out.n.Load()
-					time.Sleep(w4Length)
-					cpu, wall, iters, logged := cpuTime()-cpu0, time.Since(wall0), n.Load()-n0, out.n.Load()-lines0
-					cancel()
-					wg.Wait()
-					b.ReportMetric(100*float64(cpu)/float64(wall), "%core")
+					share, wall := cpuShare(loops(w4Loops, func(ctx context.Context) { r.run(ctx, panics, &n, &out) }),
+						w4Warmup, w4Length, mark)
+					b.ReportMetric(share, "%core")
 					b.ReportMetric(float64(iters)/wall.Seconds(), "iterations/s")
 					b.ReportMetric(float64(logged)/wall.Seconds(), "lines/s")
 				}
