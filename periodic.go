@@ -41,7 +41,7 @@ func (w *Worker) periodic(r *runner) error {
 
 		// Wait for the run; Wake runs an iteration now and leaves it due.
 		for woken := true; woken; {
-			switch r.wait(time.Until(at), true) {
+			switch r.wait(time.Now(), at, true) {
 			case waitDone:
 				return nil
 			case waitElapsed:
@@ -82,7 +82,7 @@ func (w *Worker) periodic(r *runner) error {
 		if retry := res.end.Add(res.wait); next.IsZero() || retry.Before(next) {
 			at = retry // retry the same run
 			r.setState(StateBackingOff)
-			if r.wait(time.Until(at), false) == waitDone {
+			if r.wait(time.Now(), at, false) == waitDone {
 				return nil
 			}
 			continue

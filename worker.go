@@ -138,8 +138,9 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // started settles what a Run uses besides the options, from the options or
-// else from ctx (see WithHostLogger and the host's options): the logger, with
-// the worker's name; the observer; and the stuck threshold. It logs the start.
+// else from ctx, where a Host puts its own WithLogger, WithObserver and
+// WithStuckAfter: the logger, with the worker's name; the observer; and the
+// stuck threshold. It logs the start.
 func (w *Worker) started(ctx context.Context) (*slog.Logger, Observer, time.Duration) {
 	log := w.cfg.logger
 	if log == nil {
@@ -426,7 +427,7 @@ func (w *Worker) loop(r *runner) error {
 			attempt = 0
 			idle = min(max(w.cfg.idleMin, 2*idle), w.cfg.idleMax)
 			r.setState(StateIdle)
-			if r.wait(aligned(time.Now(), idle), true) == waitDone {
+			if r.waitOnGrid(idle, true) == waitDone {
 				return nil
 			}
 			continue
@@ -447,7 +448,7 @@ func (r *runner) failAndWait(it Iteration, err error, attempt int, now time.Time
 		return true, serr
 	}
 	r.setState(StateBackingOff)
-	return r.wait(aligned(time.Now(), wait), false) == waitDone, nil
+	return r.waitOnGrid(wait, false) == waitDone, nil
 }
 
 // isControl reports whether err only steers the loop.
@@ -593,16 +594,17 @@ const (
 	waitWoken                     // Wake was called
 )
 
-// wait blocks for d, or until the loop's context ends or, when wakeable, Wake
-// is called. A wait of d ≤ 0 ends at once; it consumes a pending Wake, since a
-// run is about to happen anyway.
+// wait blocks, from now, until until, or until the loop's context ends or,
+// when wakeable, Wake is called. A wait that is already over ends at once; it
+// consumes a pending Wake, since a run is about to happen anyway.
 //
 // Every wait is a receive on two channels: the loop's context and the slot's
 // signal, which both the wait's timer and Wake feed. A token may outlive the
-// wait it was meant for, so each one is checked against the wait's deadline
-// and the woken flag.
-func (r *runner) wait(d time.Duration, wakeable bool) waitResult {
+// wait it was meant for, so each one is checked against the deadline and the
+// woken flag.
+func (r *runner) wait(now, until time.Time, wakeable bool) waitResult {
 	sl := r.sl
+	d := until.Sub(now)
 	if d <= 0 {
 		if wakeable {
 			sl.woken.Store(false)
@@ -617,7 +619,7 @@ func (r *runner) wait(d time.Duration, wakeable bool) waitResult {
 	if wakeable && sl.woken.Swap(false) {
 		return waitWoken
 	}
-	deadline := time.Now().Add(d)
+	deadline := now.Add(d) // on now's monotonic clock, as the timer is
 	if r.timer == nil {
 		r.timer = time.AfterFunc(d, sl.poke)
 	} else {
@@ -637,6 +639,13 @@ func (r *runner) wait(d time.Duration, wakeable bool) waitResult {
 			}
 		}
 	}
+}
+
+// waitOnGrid waits for d after a failure or ErrNoWork, ending on the grain
+// grid (see WaitGrain).
+func (r *runner) waitOnGrid(d time.Duration, wakeable bool) waitResult {
+	now := time.Now()
+	return r.wait(now, now.Add(aligned(now, d)), wakeable)
 }
 
 // aligned returns how long a wait of d that starts at now lasts once it ends
