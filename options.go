@@ -61,27 +61,22 @@ type config struct {
 	skipMissed bool
 }
 
-func defaultConfig() config {
-	return config{
-		backoff:        &exponentialBackoff{min: DefaultBackoffMin, max: DefaultBackoffMax},
-		concurrency:    DefaultConcurrency,
-		idleMin:        DefaultIdleMin,
-		idleMax:        DefaultIdleMax,
-		cleanupTimeout: DefaultCleanupTimeout,
-	}
-}
-
-func newConfig(opts []Option) (config, error) {
-	c := defaultConfig()
+// init sets c to the defaults with opts applied. It works in place, as
+// copying a config through the stack would take a large frame.
+func (c *config) init(opts []Option) error {
+	c.backoff = &exponentialBackoff{min: DefaultBackoffMin, max: DefaultBackoffMax}
+	c.concurrency = DefaultConcurrency
+	c.idleMin, c.idleMax = DefaultIdleMin, DefaultIdleMax
+	c.cleanupTimeout = DefaultCleanupTimeout
 	for _, o := range opts {
 		if o == nil {
-			return c, errors.New("nil Option")
+			return errors.New("nil Option")
 		}
-		if err := o.applyWorker(&c); err != nil {
-			return c, err
+		if err := o.applyWorker(c); err != nil {
+			return err
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // WithBackoff sets the wait after a failure. The default is

@@ -115,7 +115,9 @@ type periodicResult struct {
 // periodicTurn runs one turn and handles what every periodic turn shares: the
 // end of the worker and the bookkeeping of failures.
 func (r *runner) periodicTurn(attempt *int) periodicResult {
-	out, it, end, err := r.turn()
+	ictx := r.begin()
+	it, err := r.iterate(ictx)
+	out, it, end, err := r.end(ictx, it, err)
 	switch out {
 	case ResultShutdown:
 		return periodicResult{end: end, finish: true}

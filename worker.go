@@ -82,7 +82,7 @@ func (w *Worker) Wake() {
 // setup applies the options once.
 func (w *Worker) setup() {
 	w.once.Do(func() {
-		w.cfg, w.cfgErr = newConfig(w.opts)
+		w.cfgErr = w.cfg.init(w.opts)
 		switch {
 		case w.name == "":
 			w.cfgErr = errors.New("backi: worker name is empty")
@@ -128,9 +128,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer w.startWatch(ctx, stuck, log, obs)()
 	}
 	var err error
-	if w.cfg.elector != nil {
+	switch {
+	case w.cfg.elector != nil:
 		err = w.lead(ctx, log, obs)
-	} else {
+	case w.cfg.schedule == nil && w.cfg.concurrency == 1:
+		// What runLoops would do, one frame nearer: see the note on turns.
+		err = w.loop(w.newRunner(ctx, 0, log, obs))
+	default:
 		err = w.runLoops(ctx, log, obs)
 	}
 	final = w.stopped(ctx, err, log, obs, start)
@@ -267,6 +271,7 @@ type runner struct {
 	timer *time.Timer // for the loop's waits, made on the first one
 	obs   Observer    // nil for none
 	debug bool        // whether the logger takes Debug records
+	fast  bool        // iterations are calls of fn, with no scope and no deadline
 	turns uint32      // turns run, to re-check debug now and then
 
 	ctx         context.Context
@@ -274,13 +279,14 @@ type runner struct {
 	cleanupBase context.Context
 	index       int // of the loop
 	scope       Scope
+	start       time.Time // of the turn in flight
 	next        time.Time // when set, the start of the next turn: the end of one that ran just before
 	due         time.Time // the scheduled run the next turn is, if any
 }
 
 func (w *Worker) newRunner(ctx context.Context, index int, log *slog.Logger, obs Observer) *runner {
 	return &runner{w: w, sl: &w.stats.slots[index], done: ctx.Done(), obs: obs,
-		ctx: ctx, log: log, cleanupBase: context.WithoutCancel(ctx), index: index}
+		fast: w.build == nil && w.cfg.timeout == 0, ctx: ctx, log: log, cleanupBase: context.WithoutCancel(ctx), index: index}
 }
 
 // setState records the loop's state and tells the observer of a change.
@@ -295,17 +301,25 @@ func (r *runner) setState(st State) {
 	}
 }
 
-// turn runs one iteration and counts it, unless it failed: that is for fail.
-// It returns the Iteration built, for its failure hook, when the iteration
-// ended, and the error, whose meaning depends on the outcome.
-func (r *runner) turn() (Result, Iteration, time.Time, error) {
-	w, sl := r.w, r.sl
+// A turn runs one iteration in three calls, made by the loop itself:
+//
+//	ictx := r.begin()
+//	it, err := r.iterate(ictx)
+//	out, it, end, err := r.end(ictx, it, err)
+//
+// so that while an iteration runs, its loop's stack holds as few frames as it
+// can, and a stopping loop unwinds only those.
+
+// begin starts a turn: it records the start and returns the iteration's
+// context.
+func (r *runner) begin() context.Context {
 	start := r.next // one clock read per turn when turns run back to back
 	if start.IsZero() {
 		start = time.Now()
 	}
 	r.next = time.Time{}
-	sl.started.Store(start.UnixNano())
+	r.start = start
+	r.sl.started.Store(start.UnixNano())
 	r.setState(StateRunning)
 	// Asking the handler on every turn would cost the hot path a few
 	// percent; a level change is seen within 1024 turns.
@@ -313,46 +327,60 @@ func (r *runner) turn() (Result, Iteration, time.Time, error) {
 		r.debug = r.log.Enabled(r.ctx, slog.LevelDebug)
 	}
 	r.turns++
-	debug := r.debug
-	if debug {
+	if r.debug {
 		r.logStarted()
 	}
-
 	ictx := r.ctx
 	if !r.due.IsZero() {
 		ictx = context.WithValue(ictx, dueKey{}, r.due)
 	}
-	var ev IterationEvent
 	if r.obs != nil {
-		ev = r.event(start)
-		ictx = r.obs.IterationStart(ictx, ev)
+		ictx = r.obs.IterationStart(ictx, r.event())
 	}
-	var it Iteration
-	var err error
-	if w.build == nil && w.cfg.timeout == 0 {
-		err = call(ictx, w.fn) // the hot path: no allocation
-	} else {
-		it, err = w.turn(ictx, r.cleanupBase, &r.scope)
+	return ictx
+}
+
+// iterate runs the turn's iteration under ctx, turning a panic into a
+// *PanicError. It returns the Iteration built, if any, for its failure hook.
+func (r *runner) iterate(ctx context.Context) (it Iteration, err error) {
+	if !r.fast {
+		return r.w.turn(ctx, r.cleanupBase, &r.scope)
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(v)
+		}
+	}()
+	return nil, r.w.fn(ctx)
+}
+
+// end finishes the turn whose iteration ran under ictx and returned it and
+// err. It counts the iteration, unless it failed: that is for fail. It
+// returns the outcome, the Iteration, when the iteration ended, and the error
+// that matters for the outcome.
+func (r *runner) end(ictx context.Context, it Iteration, err error) (Result, Iteration, time.Time, error) {
 	end := time.Now()
-	if debug {
-		r.logFinished(end.Sub(start), err)
+	if r.debug {
+		r.logFinished(end.Sub(r.start), err)
+	}
+	if r.obs != nil {
+		return r.endObserved(ictx, it, err, end)
 	}
 	res, rerr := r.account(err, end)
-	if r.obs != nil {
-		r.obs.IterationEnd(ictx, ev, IterationResult{Result: res, Err: err, Duration: end.Sub(start)})
-	}
 	return res, it, end, rerr
 }
 
-// The helpers below keep Debug records and the observer's event out of
-// turn's stack frame, which every loop holds while its iteration runs: a
-// smaller frame is less stack for each loop to grow, and to unwind as it stops.
+// endObserved is end with an observer.
+func (r *runner) endObserved(ictx context.Context, it Iteration, err error, end time.Time) (Result, Iteration, time.Time, error) {
+	ev := r.event() // before account counts the iteration
+	res, rerr := r.account(err, end)
+	r.obs.IterationEnd(ictx, ev, IterationResult{Result: res, Err: err, Duration: end.Sub(r.start)})
+	return res, it, end, rerr
+}
 
-// event describes the iteration in flight, which started at start, for the
-// observer.
-func (r *runner) event(start time.Time) IterationEvent {
-	return IterationEvent{Worker: r.w.name, Loop: r.index, Iteration: r.sl.count() + 1, Start: start}
+// event describes the iteration in flight, for the observer.
+func (r *runner) event() IterationEvent {
+	return IterationEvent{Worker: r.w.name, Loop: r.index, Iteration: r.sl.count() + 1, Start: r.start}
 }
 
 func (r *runner) logStarted() {
@@ -413,7 +441,9 @@ func (w *Worker) loop(r *runner) error {
 			return nil
 		default:
 		}
-		out, it, end, err := r.turn()
+		ictx := r.begin()
+		it, err := r.iterate(ictx)
+		out, it, end, err := r.end(ictx, it, err)
 		switch out {
 		case ResultSuccess:
 			attempt, idle = 0, 0
