@@ -18,6 +18,8 @@ for _ in 1 2 3 4 5 6; do
 			-test.benchtime 3x | grep '^Benchmark' | tee -a results.txt
 	done
 done
+# W2Paired stops bare goroutines and backi in turns, in one process.
+./w2.test -test.run '^$' -test.bench 'W2Paired' -test.benchtime 30x -test.count 6 | grep '^Benchmark' | tee -a results.txt
 go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da results.txt | tee summary.txt
 {
 	echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -28,10 +29,77 @@ import (
 // goroutines' stacks from those it has seen, which skews a case measured
 // after another in the same process.
 func BenchmarkW2(b *testing.B) {
-	// Each case starts n parked loops under ctx, calls parked once each is
-	// waiting, and returns a function that waits until all have returned.
-	type park func(ctx context.Context, n int, parked *sync.WaitGroup) (wait func())
-	goroutines := func(loop func(ctx context.Context, parked *sync.WaitGroup)) park {
+	for _, c := range w2Cases() {
+		for _, n := range []int{1_000, 10_000, 100_000} {
+			b.Run(fmt.Sprintf("runner=%s/parked=%s/n=%d", c.runner, c.parked, n), func(b *testing.B) {
+				var perLoop float64
+				for range b.N {
+					b.StopTimer()
+					var cancel, wait func()
+					cancel, wait, perLoop = parkAll(c.park, n)
+					b.StartTimer()
+					cancel()
+					wait()
+				}
+				b.ReportMetric(perLoop, "B/loop")
+			})
+		}
+	}
+}
+
+// BenchmarkW2Paired measures the same stops as W2 at n = 10,000, for bare
+// goroutines and backi, in turns within one process: each op stops both, in
+// an order that alternates, so that both see the same machine at the same
+// moment. It reports each one's mean time and the median of the ratios of
+// the pairs, which a moment when the whole machine is slow moves least; ns/op
+// is the two stops together. Against bare goroutines in their work, backi is
+// measured in its work and between units.
+func BenchmarkW2Paired(b *testing.B) {
+	const n = 10_000
+	cases := w2Cases()
+	find := func(runner, parked string) w2Case {
+		i := slices.IndexFunc(cases, func(c w2Case) bool { return c.runner == runner && c.parked == parked })
+		return cases[i]
+	}
+	for _, parked := range []string{"in-work", "between"} {
+		b.Run("parked="+parked, func(b *testing.B) {
+			pair := [2]w2Case{find("bare", parked), find("backi", parked)}
+			var total [2]time.Duration
+			ratios := make([]float64, b.N)
+			for i := range b.N {
+				var took [2]time.Duration
+				for k := range 2 {
+					j := (i + k) % 2
+					b.StopTimer()
+					cancel, wait, _ := parkAll(pair[j].park, n)
+					b.StartTimer()
+					start := time.Now()
+					cancel()
+					wait()
+					took[j] = time.Since(start)
+				}
+				total[0] += took[0]
+				total[1] += took[1]
+				ratios[i] = float64(took[1]) / float64(took[0])
+			}
+			slices.Sort(ratios)
+			ms := func(d time.Duration) float64 { return float64(d) / float64(b.N) / 1e6 }
+			b.ReportMetric(ms(total[0]), "bare-ms/op")
+			b.ReportMetric(ms(total[1]), "backi-ms/op")
+			b.ReportMetric(ratios[b.N/2], "backi/bare")
+		})
+	}
+}
+
+// A w2Case starts n parked loops under ctx, calls parked.Done once for each
+// as it waits, and returns a function that waits until all have returned.
+type w2Case struct {
+	runner, parked string
+	park           func(ctx context.Context, n int, parked *sync.WaitGroup) (wait func())
+}
+
+func w2Cases() []w2Case {
+	goroutines := func(loop func(ctx context.Context, parked *sync.WaitGroup)) func(context.Context, int, *sync.WaitGroup) func() {
 		return func(ctx context.Context, n int, parked *sync.WaitGroup) func() {
 			var ended sync.WaitGroup
 			for range n {
@@ -50,10 +118,7 @@ func BenchmarkW2(b *testing.B) {
 			return ctx.Err()
 		}
 	}
-	cases := []struct {
-		runner, parked string
-		park           park
-	}{
+	return []w2Case{
 		{"bare", "in-work", goroutines(func(ctx context.Context, parked *sync.WaitGroup) {
 			inWork(parked)(ctx)
 		})},
@@ -94,29 +159,21 @@ func BenchmarkW2(b *testing.B) {
 			return func() { <-done }
 		}},
 	}
-	for _, c := range cases {
-		for _, n := range []int{1_000, 10_000, 100_000} {
-			b.Run(fmt.Sprintf("runner=%s/parked=%s/n=%d", c.runner, c.parked, n), func(b *testing.B) {
-				var perLoop float64
-				for range b.N {
-					b.StopTimer()
-					runtime.GC()
-					before := memInUse()
-					ctx, cancel := context.WithCancel(context.Background())
-					var parked sync.WaitGroup
-					parked.Add(n)
-					wait := c.park(ctx, n, &parked)
-					parked.Wait()
-					runtime.GC()
-					perLoop = float64(memInUse()-before) / float64(n)
-					b.StartTimer()
-					cancel()
-					wait()
-				}
-				b.ReportMetric(perLoop, "B/loop")
-			})
-		}
-	}
+}
+
+// parkAll starts the case's n loops, after a collection, and returns once all
+// are parked: with the function that stops them, the one that waits until
+// they have returned, and the memory each parked loop holds.
+func parkAll(park func(context.Context, int, *sync.WaitGroup) func(), n int) (cancel, wait func(), perLoop float64) {
+	runtime.GC()
+	before := memInUse()
+	ctx, cancelCtx := context.WithCancel(context.Background())
+	var parked sync.WaitGroup
+	parked.Add(n)
+	wait = park(ctx, n, &parked)
+	parked.Wait()
+	runtime.GC()
+	return cancelCtx, wait, float64(memInUse()-before) / float64(n)
 }
 
 // blocked is a suture service that waits for its context.
