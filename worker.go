@@ -128,13 +128,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer w.startWatch(ctx, stuck, log, obs)()
 	}
 	var err error
-	switch {
-	case w.cfg.elector != nil:
+	if w.cfg.elector != nil {
 		err = w.lead(ctx, log, obs)
-	case w.cfg.schedule == nil && w.cfg.concurrency == 1:
-		// What runLoops would do, one frame nearer: see the note on turns.
-		err = w.loop(w.newRunner(ctx, 0, log, obs))
-	default:
+	} else {
 		err = w.runLoops(ctx, log, obs)
 	}
 	final = w.stopped(ctx, err, log, obs, start)
@@ -271,7 +267,6 @@ type runner struct {
 	timer *time.Timer // for the loop's waits, made on the first one
 	obs   Observer    // nil for none
 	debug bool        // whether the logger takes Debug records
-	fast  bool        // iterations are calls of fn, with no scope and no deadline
 	turns uint32      // turns run, to re-check debug now and then
 
 	ctx         context.Context
@@ -286,7 +281,7 @@ type runner struct {
 
 func (w *Worker) newRunner(ctx context.Context, index int, log *slog.Logger, obs Observer) *runner {
 	return &runner{w: w, sl: &w.stats.slots[index], done: ctx.Done(), obs: obs,
-		fast: w.build == nil && w.cfg.timeout == 0, ctx: ctx, log: log, cleanupBase: context.WithoutCancel(ctx), index: index}
+		ctx: ctx, log: log, cleanupBase: context.WithoutCancel(ctx), index: index}
 }
 
 // setState records the loop's state and tells the observer of a change.
@@ -343,15 +338,16 @@ func (r *runner) begin() context.Context {
 // iterate runs the turn's iteration under ctx, turning a panic into a
 // *PanicError. It returns the Iteration built, if any, for its failure hook.
 func (r *runner) iterate(ctx context.Context) (it Iteration, err error) {
-	if !r.fast {
-		return r.w.turn(ctx, r.cleanupBase, &r.scope)
+	w := r.w
+	if w.build != nil || w.cfg.timeout != 0 {
+		return w.turn(ctx, r.cleanupBase, &r.scope)
 	}
-	defer func() {
+	defer func() { // the hot path: no allocation
 		if v := recover(); v != nil {
 			err = newPanicError(v)
 		}
 	}()
-	return nil, r.w.fn(ctx)
+	return nil, w.fn(ctx)
 }
 
 // end finishes the turn whose iteration ran under ictx and returned it and

@@ -52,8 +52,9 @@ func BenchmarkW2(b *testing.B) {
 // an order that alternates, so that both see the same machine at the same
 // moment. It reports each one's mean time and the median of the ratios of
 // the pairs, which a moment when the whole machine is slow moves least; ns/op
-// is the two stops together. Against bare goroutines in their work, backi is
-// measured in its work and between units.
+// is the two stops together. Both runners of a pair are parked in the same
+// place: timers stopped by loops parked between units leave the runtime work
+// that would fall on the next stop measured.
 func BenchmarkW2Paired(b *testing.B) {
 	const n = 10_000
 	cases := w2Cases()
