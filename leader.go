@@ -63,8 +63,9 @@ func TermFrom(ctx context.Context) (Term, bool) {
 
 // lead campaigns, runs the worker's loops while leading, and campaigns again
 // when leadership is lost, until ctx is done or the worker ends.
-func (w *Worker) lead(ctx context.Context, log *slog.Logger, obs Observer) error {
-	r := w.newRunner(ctx, 0, log, obs) // for the failure bookkeeping and waits of campaigning
+func (w *Worker) lead(ctx context.Context) error {
+	log := w.log
+	r := w.newRunner(ctx, 0) // for the failure bookkeeping and waits of campaigning
 	defer r.stopTimer()
 	attempt := 0
 	for {
@@ -77,7 +78,7 @@ func (w *Worker) lead(ctx context.Context, log *slog.Logger, obs Observer) error
 		}
 		if err != nil {
 			attempt++
-			if stop, err := r.failAndWait(nil, err, attempt, time.Now()); stop {
+			if stop, err := r.failAndWait(err, attempt, time.Now()); stop {
 				return err
 			}
 			continue
@@ -98,7 +99,7 @@ func (w *Worker) lead(ctx context.Context, log *slog.Logger, obs Observer) error
 			case <-lctx.Done():
 			}
 		}()
-		err = w.runLoops(lctx, log, obs)
+		err = w.runLoops(lctx)
 		cause := context.Cause(lctx)
 		cancel(nil)
 		<-lost

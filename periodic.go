@@ -116,8 +116,8 @@ type periodicResult struct {
 // end of the worker and the bookkeeping of failures.
 func (r *runner) periodicTurn(attempt *int) periodicResult {
 	ictx := r.begin()
-	it, err := r.iterate(ictx)
-	out, it, end, err := r.end(ictx, it, err)
+	err := r.iterate(ictx)
+	out, end, err := r.end(ictx, err)
 	switch out {
 	case ResultShutdown:
 		return periodicResult{end: end, finish: true}
@@ -125,7 +125,7 @@ func (r *runner) periodicTurn(attempt *int) periodicResult {
 		return periodicResult{end: end, finish: true, err: err}
 	case ResultFailure:
 		*attempt++
-		wait, stop, serr := r.fail(it, err, *attempt, end)
+		wait, stop, serr := r.fail(err, *attempt, end)
 		return periodicResult{end: end, failed: true, wait: wait, finish: stop, err: serr}
 	}
 	*attempt = 0
@@ -167,7 +167,7 @@ func (w *Worker) firstDue(r *runner, attempt *int) (time.Time, error) {
 		}
 		*attempt++
 		r.sl.started.Store(now.UnixNano()) // for the record's duration
-		if stop, err := r.failAndWait(nil, err, *attempt, now); stop {
+		if stop, err := r.failAndWait(err, *attempt, now); stop {
 			return time.Time{}, err
 		}
 	}

@@ -113,7 +113,8 @@ func (s *slot) poke() {
 }
 
 // stats is what a worker shares between its loops and with Status readers.
-// lifecycle comes last, next to the failureLog that follows stats in Worker.
+// lifecycle comes last, next to what a stopping worker reads after stats in
+// Worker.
 type stats struct {
 	slots       []slot        // one per loop, made once before the first Run
 	stuckAfter  atomic.Int64  // WithStuckAfter in effect, 0 for none

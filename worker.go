@@ -32,31 +32,38 @@ type Worker struct {
 	name  string
 	fn    func(context.Context) error                      // set by Loop
 	build func(context.Context, *Scope) (Iteration, error) // set by Continuous
-	opts  []Option
 
-	once   sync.Once
 	cfg    config
 	cfgErr error
 	esc    escalation
+	began  time.Time // when the Run in progress started
 
-	// What Run writes as it starts and stops: stats' lifecycle and the
-	// failure log's count of unwritten repeats share a cache line, which a
-	// stopping worker touches once.
+	// What a stopping worker reads and writes lies together, at the end of
+	// stats and the start of what follows: the lifecycle, what the Run in
+	// progress uses besides the options (set as it starts, see start), and
+	// the failure log's count of unwritten repeats.
 	stats   stats
+	log     *slog.Logger // with the worker's name
+	base    *slog.Logger // what log derives from, shared with other workers
+	obs     Observer     // nil for none
 	failLog failureLog
 }
 
 // Loop returns a worker that calls fn on repeat. fn's result has the meaning
 // described at [Iteration].
 func Loop(name string, fn func(ctx context.Context) error, opts ...Option) *Worker {
-	return &Worker{name: name, fn: fn, opts: opts}
+	w := &Worker{name: name, fn: fn}
+	w.setup(opts)
+	return w
 }
 
 // Continuous returns a worker that builds a fresh Iteration for every turn and
 // runs it. What build registers with s.Defer is released after the turn, in
 // reverse order, always. An error or panic from build is a failure of the turn.
 func Continuous(name string, build func(ctx context.Context, s *Scope) (Iteration, error), opts ...Option) *Worker {
-	return &Worker{name: name, build: build, opts: opts}
+	w := &Worker{name: name, build: build}
+	w.setup(opts)
+	return w
 }
 
 // Name returns the worker's name.
@@ -64,7 +71,6 @@ func (w *Worker) Name() string { return w.name }
 
 // Status returns a snapshot of the worker. It never blocks.
 func (w *Worker) Status() Status {
-	w.setup()
 	return w.stats.snapshot(w.name)
 }
 
@@ -73,34 +79,31 @@ func (w *Worker) Status() Status {
 // not cut short a backoff wait after a failure. It never blocks, and may be
 // called before Run.
 func (w *Worker) Wake() {
-	w.setup()
 	for i := range w.stats.slots {
 		w.stats.slots[i].wake()
 	}
 }
 
-// setup applies the options once.
-func (w *Worker) setup() {
-	w.once.Do(func() {
-		w.cfgErr = w.cfg.init(w.opts)
-		switch {
-		case w.name == "":
-			w.cfgErr = errors.New("backi: worker name is empty")
-		case w.fn == nil && w.build == nil:
-			w.cfgErr = fmt.Errorf("backi: worker %q: the iteration function is nil", w.name)
-		case w.cfgErr != nil:
-			w.cfgErr = fmt.Errorf("backi: worker %q: %w", w.name, w.cfgErr)
-		default:
-			if err := w.cfg.checkSchedule(); err != nil {
-				w.cfgErr = fmt.Errorf("backi: worker %q: %w", w.name, err)
-			}
+// setup applies the options and checks the configuration, for Run to report.
+func (w *Worker) setup(opts []Option) {
+	err := w.cfg.init(opts)
+	switch {
+	case w.name == "":
+		w.cfgErr = errors.New("backi: worker name is empty")
+	case w.fn == nil && w.build == nil:
+		w.cfgErr = fmt.Errorf("backi: worker %q: the iteration function is nil", w.name)
+	case err != nil:
+		w.cfgErr = fmt.Errorf("backi: worker %q: %w", w.name, err)
+	default:
+		if err := w.cfg.checkSchedule(); err != nil {
+			w.cfgErr = fmt.Errorf("backi: worker %q: %w", w.name, err)
 		}
-		w.stats.slots = make([]slot, max(w.cfg.concurrency, 1))
-		for i := range w.stats.slots {
-			w.stats.slots[i].signal = make(chan struct{}, 1)
-		}
-		w.esc.policy = w.cfg.escalation
-	})
+	}
+	w.stats.slots = make([]slot, max(w.cfg.concurrency, 1))
+	for i := range w.stats.slots {
+		w.stats.slots[i].signal = make(chan struct{}, 1)
+	}
+	w.esc.policy = w.cfg.escalation
 }
 
 // Run runs iterations until the worker ends, and returns only when none is in
@@ -109,84 +112,101 @@ func (w *Worker) setup() {
 // *EscalationError when the escalation policy gives up, and, before any
 // iteration runs, an error naming the option when the configuration is
 // invalid or Run is already running.
+//
+// Run and what it calls keep small frames: what they hold lies under every
+// iteration, on the stack of each worker's goroutine.
 func (w *Worker) Run(ctx context.Context) error {
-	w.setup()
+	if err := w.start(ctx); err != nil {
+		return err
+	}
+	// The lifecycle's last store ends Run, after everything it started has
+	// returned: from then on another Run may begin.
+	final := StateFailed
+	defer func() { w.stats.lifecycle.Store(int32(final)) }()
+	if w.stats.stuckAfter.Load() > 0 {
+		defer w.startWatch(ctx)()
+	}
+	var err error
+	if w.cfg.elector != nil {
+		err = w.lead(ctx)
+	} else {
+		err = w.runLoops(ctx)
+	}
+	final = w.stopped(ctx, err)
+	return err
+}
+
+// start checks the configuration, claims the worker for one Run, and settles
+// what the Run uses besides the options, from the options or else from ctx,
+// where a Host puts its own WithLogger, WithObserver and WithStuckAfter: the
+// logger, with the worker's name; the observer; and the stuck threshold. It
+// logs the start.
+func (w *Worker) start(ctx context.Context) error {
 	if w.cfgErr != nil {
 		return w.cfgErr
 	}
 	if !w.stats.begin() {
 		return fmt.Errorf("backi: worker %q is already running", w.name)
 	}
-	// The lifecycle's last store ends Run, after everything it started has
-	// returned: from then on another Run may begin.
-	final := StateFailed
-	defer func() { w.stats.lifecycle.Store(int32(final)) }()
-
-	log, obs, stuck := w.started(ctx)
-	start := time.Now()
-	if stuck > 0 {
-		defer w.startWatch(ctx, stuck, log, obs)()
-	}
-	var err error
-	if w.cfg.elector != nil {
-		err = w.lead(ctx, log, obs)
-	} else {
-		err = w.runLoops(ctx, log, obs)
-	}
-	final = w.stopped(ctx, err, log, obs, start)
-	return err
-}
-
-// started settles what a Run uses besides the options, from the options or
-// else from ctx, where a Host puts its own WithLogger, WithObserver and
-// WithStuckAfter: the logger, with the worker's name; the observer; and the
-// stuck threshold. It logs the start.
-func (w *Worker) started(ctx context.Context) (*slog.Logger, Observer, time.Duration) {
+	w.began = time.Now()
 	log := w.cfg.logger
 	if log == nil {
 		log = loggerFrom(ctx)
 	}
-	log = log.With(slog.String("worker", w.name))
+	w.base = log
+	w.log = slog.New(log.Handler().WithAttrs([]slog.Attr{slog.String("worker", w.name)}))
 	stuck := w.cfg.stuckAfter
 	if d, ok := ctx.Value(stuckKey{}).(time.Duration); ok && stuck == 0 {
 		stuck = d
 	}
 	w.stats.stuckAfter.Store(int64(stuck))
-	obs := w.cfg.observer
-	if o, ok := ctx.Value(observerKey{}).(Observer); ok && obs == nil {
-		obs = o
+	w.obs = w.cfg.observer
+	if o, ok := ctx.Value(observerKey{}).(Observer); ok && w.obs == nil {
+		w.obs = o
 	}
-	log.LogAttrs(ctx, slog.LevelInfo, "worker started", slog.Int("concurrency", w.cfg.concurrency))
-	return log, obs, stuck
+	if w.enabled(ctx, slog.LevelInfo) {
+		w.log.LogAttrs(ctx, slog.LevelInfo, "worker started", slog.Int("concurrency", w.cfg.concurrency))
+	}
+	return nil
+}
+
+// enabled reports whether the worker's logger takes records at level. It asks
+// the logger shared with other workers, whose memory is more likely in cache
+// when thousands of workers stop at once, and it is asked before every record
+// of a start or a stop: even a record the handler drops takes more stack than
+// a worker's goroutine otherwise needs.
+func (w *Worker) enabled(ctx context.Context, level slog.Level) bool {
+	return w.base.Enabled(ctx, level)
 }
 
 // startWatch starts the stuck watcher and returns the function that stops it
 // and waits until it has returned.
-func (w *Worker) startWatch(ctx context.Context, stuck time.Duration, log *slog.Logger, obs Observer) (stop func()) {
+func (w *Worker) startWatch(ctx context.Context) (stop func()) {
 	watched := make(chan struct{})
 	stopWatch := make(chan struct{})
 	go func() {
 		defer close(watched)
-		w.watch(ctx, stopWatch, stuck, log, obs)
+		w.watch(ctx, stopWatch, time.Duration(w.stats.stuckAfter.Load()))
 	}()
 	return func() { close(stopWatch); <-watched }
 }
 
 // stopped reports the end of a Run that returns err, and returns the state
 // it ends in.
-func (w *Worker) stopped(ctx context.Context, err error, log *slog.Logger, obs Observer, start time.Time) State {
+func (w *Worker) stopped(ctx context.Context, err error) State {
+	log := w.log
 	w.failLog.flush(ctx, log)
 	state, level := StateStopped, slog.LevelInfo
 	if err != nil {
 		state, level = StateFailed, slog.LevelError
 	}
-	if obs != nil {
+	if w.obs != nil {
 		for i := range w.stats.slots {
-			obs.StateChange(w.name, i, State(w.stats.slots[i].state.Load()), state)
+			w.obs.StateChange(w.name, i, State(w.stats.slots[i].state.Load()), state)
 		}
 	}
-	if log.Enabled(ctx, level) {
-		ran := slog.Duration("ran", time.Since(start))
+	if w.enabled(ctx, level) {
+		ran := slog.Duration("ran", time.Since(w.began))
 		if err != nil {
 			log.LogAttrs(ctx, level, "worker stopped", ran, slog.Any("err", err))
 		} else {
@@ -198,20 +218,25 @@ func (w *Worker) stopped(ctx context.Context, err error, log *slog.Logger, obs O
 
 // runLoops runs the worker's loops until ctx is done or one of them ends the
 // worker, and returns Run's result.
-func (w *Worker) runLoops(ctx context.Context, log *slog.Logger, obs Observer) error {
+func (w *Worker) runLoops(ctx context.Context) error {
+	switch {
+	case w.cfg.schedule != nil:
+		return w.periodic(w.newRunner(ctx, 0))
+	case w.cfg.concurrency == 1:
+		return w.loop(w.newRunner(ctx, 0))
+	}
+	return w.fanOut(ctx)
+}
+
+// fanOut runs the worker's loops in parallel, for WithConcurrency.
+func (w *Worker) fanOut(ctx context.Context) error {
 	n := w.cfg.concurrency
-	if w.cfg.schedule != nil {
-		return w.periodic(w.newRunner(ctx, 0, log, obs))
-	}
-	if n == 1 {
-		return w.loop(w.newRunner(ctx, 0, log, obs))
-	}
 	lctx, cancel := context.WithCancel(ctx)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = w.loop(w.newRunner(lctx, i, log, obs))
+			errs[i] = w.loop(w.newRunner(lctx, i))
 			cancel() // one loop's end is the worker's end
 		})
 	}
@@ -227,7 +252,8 @@ func (w *Worker) runLoops(ctx context.Context, log *slog.Logger, obs Observer) e
 
 // watch reports iterations that run longer than d, once each, until stop
 // is closed.
-func (w *Worker) watch(ctx context.Context, stop <-chan struct{}, d time.Duration, log *slog.Logger, obs Observer) {
+func (w *Worker) watch(ctx context.Context, stop <-chan struct{}, d time.Duration) {
+	log, obs := w.log, w.obs
 	t := time.NewTicker(max(d/10, time.Millisecond))
 	defer t.Stop()
 	slots := w.stats.slots
@@ -274,14 +300,15 @@ type runner struct {
 	cleanupBase context.Context
 	index       int // of the loop
 	scope       Scope
+	it          Iteration // of a turn that failed, for the failure hook (see turn); else nil
 	start       time.Time // of the turn in flight
 	next        time.Time // when set, the start of the next turn: the end of one that ran just before
 	due         time.Time // the scheduled run the next turn is, if any
 }
 
-func (w *Worker) newRunner(ctx context.Context, index int, log *slog.Logger, obs Observer) *runner {
-	return &runner{w: w, sl: &w.stats.slots[index], done: ctx.Done(), obs: obs,
-		ctx: ctx, log: log, cleanupBase: context.WithoutCancel(ctx), index: index}
+func (w *Worker) newRunner(ctx context.Context, index int) *runner {
+	return &runner{w: w, sl: &w.stats.slots[index], done: ctx.Done(), obs: w.obs,
+		ctx: ctx, log: w.log, cleanupBase: context.WithoutCancel(ctx), index: index}
 }
 
 // setState records the loop's state and tells the observer of a change.
@@ -299,8 +326,8 @@ func (r *runner) setState(st State) {
 // A turn runs one iteration in three calls, made by the loop itself:
 //
 //	ictx := r.begin()
-//	it, err := r.iterate(ictx)
-//	out, it, end, err := r.end(ictx, it, err)
+//	err := r.iterate(ictx)
+//	out, end, err := r.end(ictx, err)
 //
 // so that while an iteration runs, its loop's stack holds as few frames as it
 // can, and a stopping loop unwinds only those.
@@ -336,42 +363,41 @@ func (r *runner) begin() context.Context {
 }
 
 // iterate runs the turn's iteration under ctx, turning a panic into a
-// *PanicError. It returns the Iteration built, if any, for its failure hook.
-func (r *runner) iterate(ctx context.Context) (it Iteration, err error) {
-	w := r.w
-	if w.build != nil || w.cfg.timeout != 0 {
-		return w.turn(ctx, r.cleanupBase, &r.scope)
+// *PanicError.
+func (r *runner) iterate(ctx context.Context) (err error) {
+	if r.w.build != nil || r.w.cfg.timeout != 0 {
+		return r.turn(ctx)
 	}
 	defer func() { // the hot path: no allocation
 		if v := recover(); v != nil {
 			err = newPanicError(v)
 		}
 	}()
-	return nil, w.fn(ctx)
+	return r.w.fn(ctx)
 }
 
-// end finishes the turn whose iteration ran under ictx and returned it and
-// err. It counts the iteration, unless it failed: that is for fail. It
-// returns the outcome, the Iteration, when the iteration ended, and the error
-// that matters for the outcome.
-func (r *runner) end(ictx context.Context, it Iteration, err error) (Result, Iteration, time.Time, error) {
+// end finishes the turn whose iteration ran under ictx and returned err. It
+// counts the iteration, unless it failed: that is for fail. It returns the
+// outcome, when the iteration ended, and the error that matters for the
+// outcome.
+func (r *runner) end(ictx context.Context, err error) (Result, time.Time, error) {
 	end := time.Now()
 	if r.debug {
 		r.logFinished(end.Sub(r.start), err)
 	}
 	if r.obs != nil {
-		return r.endObserved(ictx, it, err, end)
+		return r.endObserved(ictx, err, end)
 	}
 	res, rerr := r.account(err, end)
-	return res, it, end, rerr
+	return res, end, rerr
 }
 
 // endObserved is end with an observer.
-func (r *runner) endObserved(ictx context.Context, it Iteration, err error, end time.Time) (Result, Iteration, time.Time, error) {
+func (r *runner) endObserved(ictx context.Context, err error, end time.Time) (Result, time.Time, error) {
 	ev := r.event() // before account counts the iteration
 	res, rerr := r.account(err, end)
 	r.obs.IterationEnd(ictx, ev, IterationResult{Result: res, Err: err, Duration: end.Sub(r.start)})
-	return res, it, end, rerr
+	return res, end, rerr
 }
 
 // event describes the iteration in flight, for the observer.
@@ -438,8 +464,8 @@ func (w *Worker) loop(r *runner) error {
 		default:
 		}
 		ictx := r.begin()
-		it, err := r.iterate(ictx)
-		out, it, end, err := r.end(ictx, it, err)
+		err := r.iterate(ictx)
+		out, end, err := r.end(ictx, err)
 		switch out {
 		case ResultSuccess:
 			attempt, idle = 0, 0
@@ -459,7 +485,7 @@ func (w *Worker) loop(r *runner) error {
 			continue
 		}
 		attempt++
-		if stop, err := r.failAndWait(it, err, attempt, end); stop {
+		if stop, err := r.failAndWait(err, attempt, end); stop {
 			return err
 		}
 	}
@@ -468,8 +494,8 @@ func (w *Worker) loop(r *runner) error {
 // failAndWait handles a failure, then backs off. It reports whether the
 // worker must end instead, and with which error: the hook's or the
 // escalation's, or nil when the context ended during the wait.
-func (r *runner) failAndWait(it Iteration, err error, attempt int, now time.Time) (bool, error) {
-	wait, stop, serr := r.fail(it, err, attempt, now)
+func (r *runner) failAndWait(err error, attempt int, now time.Time) (bool, error) {
+	wait, stop, serr := r.fail(err, attempt, now)
 	if stop {
 		return true, serr
 	}
@@ -497,10 +523,12 @@ func call(ctx context.Context, fn func(context.Context) error) (err error) {
 }
 
 // turn runs one iteration with what the fast path leaves out: a Continuous
-// build and its scope, and the iteration's deadline. It returns the Iteration
-// built, if any, for its failure hook. cleanupBase is ctx without its
-// cancellation, for the scope's cleanups.
-func (w *Worker) turn(ctx, cleanupBase context.Context, scope *Scope) (it Iteration, err error) {
+// build and its scope, and the iteration's deadline. When the turn ends with
+// an error, it keeps the Iteration built, if any, in r.it for the failure
+// hook, which lets it go.
+func (r *runner) turn(ctx context.Context) (err error) {
+	w, scope := r.w, &r.scope
+	var it Iteration
 	ictx := ctx
 	if w.cfg.timeout > 0 {
 		var cancel context.CancelFunc
@@ -521,11 +549,14 @@ func (w *Worker) turn(ctx, cleanupBase context.Context, scope *Scope) (it Iterat
 		}
 	}
 	if w.build != nil {
-		if cerr := scope.release(cleanupBase, w.cfg.cleanupTimeout); cerr != nil {
+		if cerr := scope.release(r.cleanupBase, w.cfg.cleanupTimeout); cerr != nil {
 			err = joinCleanup(err, cerr)
 		}
 	}
-	return it, err
+	if err != nil && !errors.Is(err, ErrNoWork) {
+		r.it = it
+	}
+	return err
 }
 
 // buildAndRun builds a Continuous turn's Iteration and runs it, turning a
@@ -560,8 +591,10 @@ func joinCleanup(err, cerr error) error {
 // fail records a failure, asks the failure hook and the escalation policy what
 // to do, and logs it. It returns the wait before the next turn, or stop and
 // Run's result.
-func (r *runner) fail(it Iteration, err error, attempt int, now time.Time) (time.Duration, bool, error) {
+func (r *runner) fail(err error, attempt int, now time.Time) (time.Duration, bool, error) {
 	w, sl, ctx, log := r.w, r.sl, r.ctx, r.log
+	it := r.it
+	r.it = nil
 	sl.failures.Add(1)
 	sl.lastFailure.Store(now.UnixNano())
 	w.stats.lastErr.Store(&errorBox{err})
