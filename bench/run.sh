@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 start=$(date +%s)
 go test -run '^$' -bench 'W1|W3|W4|W5' -count 6 -timeout 30m . | tee results.txt
-# W2 runs each case in a process of its own (see BenchmarkW2).
+# W2 runs each case in a process of its own, with stacks sized by need (see
+# BenchmarkW2).
 go test -c -o w2.test .
+export GODEBUG=adaptivestackstart=0
 trap 'rm -f w2.test' EXIT
 cases="bare/in-work bare/between backi/in-work backi/between
 	wait.UntilWithContext/in-work wait.UntilWithContext/between suture/in-work"
@@ -26,5 +28,6 @@ go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da result
 	echo "go: $(go version)"
 	echo "date: $(date -u +%Y-%m-%d)"
 	echo "took: $(($(date +%s) - start)) s"
+	echo "W2 and W2Paired ran with GODEBUG=$GODEBUG"
 	go list -m k8s.io/apimachinery github.com/thejerf/suture/v4 github.com/go-co-op/gocron/v2
 } | tee -a summary.txt

@@ -25,9 +25,13 @@ import (
 // select on the context and a timer, as a hand-written polling loop waits).
 // suture has no wait between units of a healthy service.
 //
-// run.sh runs each case in a process of its own: the runtime sizes new
-// goroutines' stacks from those it has seen, which skews a case measured
-// after another in the same process.
+// run.sh runs each case in a process of its own, and W2 and W2Paired with
+// GODEBUG=adaptivestackstart=0. Otherwise the runtime starts new goroutines
+// on a stack as large as the average it found at its last collection, which
+// counts the benchmark's own deep goroutines: bare goroutines that need 2 KiB
+// then start on 4 KiB in one round and on 2 KiB in the next, and stopping them
+// costs more in the rounds with the larger stacks. With it, each goroutine
+// has the stack it needs.
 func BenchmarkW2(b *testing.B) {
 	for _, c := range w2Cases() {
 		for _, n := range []int{1_000, 10_000, 100_000} {
