@@ -116,7 +116,7 @@ func (s *slot) poke() {
 // lifecycle comes last, next to what a stopping worker reads after stats in
 // Worker.
 type stats struct {
-	slots       []slot        // one per loop, made once before the first Run
+	slots       []slot        // one per loop, made by Loop or Continuous
 	stuckAfter  atomic.Int64  // WithStuckAfter in effect, 0 for none
 	term        atomic.Uint64 // the latest term's fencing token (WithLeader)
 	leaderSince atomic.Int64  // UnixNano since this replica leads, 0 when it does not

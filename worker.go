@@ -112,10 +112,9 @@ func (w *Worker) setup(opts []Option) {
 // *EscalationError when the escalation policy gives up, and, before any
 // iteration runs, an error naming the option when the configuration is
 // invalid or Run is already running.
-//
-// Run and what it calls keep small frames: what they hold lies under every
-// iteration, on the stack of each worker's goroutine.
 func (w *Worker) Run(ctx context.Context) error {
+	// Run and what it calls keep small frames: what they hold lies under
+	// every iteration, on the stack of each worker's goroutine.
 	if err := w.start(ctx); err != nil {
 		return err
 	}
@@ -171,10 +170,10 @@ func (w *Worker) start(ctx context.Context) error {
 }
 
 // enabled reports whether the worker's logger takes records at level. It asks
-// the logger shared with other workers, whose memory is more likely in cache
-// when thousands of workers stop at once, and it is asked before every record
-// of a start or a stop: even a record the handler drops takes more stack than
-// a worker's goroutine otherwise needs.
+// the logger that log derives from, which workers usually share, so that its
+// memory is more likely in cache when thousands of workers stop at once. It
+// is asked before every record of a start or a stop: even a record the
+// handler drops takes more stack than a worker's goroutine otherwise needs.
 func (w *Worker) enabled(ctx context.Context, level slog.Level) bool {
 	return w.base.Enabled(ctx, level)
 }
