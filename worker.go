@@ -378,25 +378,66 @@ func (r *runner) iterate(ctx context.Context) (err error) {
 // end finishes the turn whose iteration ran under ictx and returned err. It
 // counts the iteration, unless it failed: that is for fail. It returns the
 // outcome, when the iteration ended, and the error that matters for the
-// outcome.
+// outcome. A turn cut short by shutdown is timed only to be logged or
+// observed: when thousands of loops stop at once, each clock read adds up.
 func (r *runner) end(ictx context.Context, err error) (Result, time.Time, error) {
-	end := time.Now()
+	res, rerr := r.outcome(err)
+	var end time.Time
+	if res != ResultShutdown || r.debug || r.obs != nil {
+		end = time.Now()
+	}
 	if r.debug {
-		r.logFinished(end.Sub(r.start), err)
+		r.logFinished(res, end.Sub(r.start), err)
 	}
 	if r.obs != nil {
-		return r.endObserved(ictx, err, end)
+		r.countObserved(ictx, res, err, end)
+	} else {
+		r.count(res, end)
 	}
-	res, rerr := r.account(err, end)
 	return res, end, rerr
 }
 
-// endObserved is end with an observer.
-func (r *runner) endObserved(ictx context.Context, err error, end time.Time) (Result, time.Time, error) {
-	ev := r.event() // before account counts the iteration
-	res, rerr := r.account(err, end)
+// outcome tells what a turn whose iteration returned err came to, and the
+// error that matters for it.
+func (r *runner) outcome(err error) (Result, error) {
+	if err == nil {
+		return ResultSuccess, nil
+	}
+	// Shutdown is not a failure, whatever the iteration returned.
+	if isDone(r.done) {
+		return ResultShutdown, nil
+	}
+	if serr, ok := asStop(err); ok {
+		return ResultStopped, serr
+	}
+	if errors.Is(err, ErrNoWork) {
+		return ResultNoWork, nil
+	}
+	return ResultFailure, err
+}
+
+// count counts a turn that ended at end with res, unless it failed: that is
+// for fail.
+func (r *runner) count(res Result, end time.Time) {
+	sl := r.sl
+	switch res {
+	case ResultSuccess:
+		sl.successes.Add(1)
+		sl.lastSuccess.Store(end.UnixNano())
+		r.w.stats.resetConsecutive()
+	case ResultNoWork:
+		sl.noWork.Add(1)
+		r.w.stats.resetConsecutive()
+	case ResultShutdown, ResultStopped:
+		sl.other.Add(1)
+	}
+}
+
+// countObserved is count with an observer.
+func (r *runner) countObserved(ictx context.Context, res Result, err error, end time.Time) {
+	ev := r.event() // before the turn is counted
+	r.count(res, end)
 	r.obs.IterationEnd(ictx, ev, IterationResult{Result: res, Err: err, Duration: end.Sub(r.start)})
-	return res, end, rerr
 }
 
 // event describes the iteration in flight, for the observer.
@@ -408,44 +449,12 @@ func (r *runner) logStarted() {
 	r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration started", slog.Uint64("iteration", r.sl.count()+1))
 }
 
-func (r *runner) logFinished(d time.Duration, err error) {
+func (r *runner) logFinished(res Result, d time.Duration, err error) {
 	r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration finished", slog.Uint64("iteration", r.sl.count()+1),
 		slog.Duration("duration", d), slog.Any("err", err))
-}
-
-// account counts a finished iteration, unless it failed (that is for fail),
-// and tells what it came to, with the error that matters for it.
-func (r *runner) account(err error, end time.Time) (Result, error) {
-	w, sl := r.w, r.sl
-
-	if err == nil {
-		sl.successes.Add(1)
-		sl.lastSuccess.Store(end.UnixNano())
-		w.stats.resetConsecutive()
-		return ResultSuccess, nil
+	if res == ResultShutdown && !isControl(err) {
+		r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
 	}
-	// Shutdown is not a failure, whatever the iteration returned.
-	select {
-	case <-r.done:
-		sl.other.Add(1)
-		// The cached debug flag first: asking the logger, or telling a
-		// control error apart, costs every loop of a stopping service.
-		if r.debug && !isControl(err) {
-			r.log.LogAttrs(r.ctx, slog.LevelDebug, "iteration ended by shutdown", slog.Any("err", err))
-		}
-		return ResultShutdown, nil
-	default:
-	}
-	if serr, ok := asStop(err); ok {
-		sl.other.Add(1)
-		return ResultStopped, serr
-	}
-	if errors.Is(err, ErrNoWork) {
-		sl.noWork.Add(1)
-		w.stats.resetConsecutive()
-		return ResultNoWork, nil
-	}
-	return ResultFailure, err
 }
 
 // loop is one loop of a worker without a schedule: it runs turns until ctx is
