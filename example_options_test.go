@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -115,9 +116,10 @@ func ExampleWithCleanupTimeout() {
 }
 
 func ExamplePanicError() {
+	line := "malformed"
 	w := backi.Loop("parser", func(ctx context.Context) error {
-		var counts map[string]int
-		counts["a"]++ // panics; the process survives
+		fields := strings.Fields(line)
+		fmt.Println("id", fields[1]) // panics; the process survives
 		return nil
 	}, backi.WithLogger(slog.New(slog.DiscardHandler)), backi.WithOnFailure(func(ctx context.Context, f backi.Failure) (time.Duration, error) {
 		var pe *backi.PanicError
@@ -132,7 +134,7 @@ func ExamplePanicError() {
 		fmt.Println(err)
 	}
 	// Output:
-	// recovered: assignment to entry in nil map
+	// recovered: runtime error: index out of range [1] with length 1
 	// with its stack: true
 }
 
