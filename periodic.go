@@ -200,12 +200,3 @@ func nextDue(s Schedule, relative bool, due, end time.Time) time.Time {
 	}
 	return n
 }
-
-func isDone(done <-chan struct{}) bool {
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
-}

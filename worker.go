@@ -466,10 +466,8 @@ func (w *Worker) loop(r *runner) error {
 		idle    time.Duration // the latest idle wait, 0 after work
 	)
 	for {
-		select {
-		case <-r.done:
+		if isDone(r.done) {
 			return nil
-		default:
 		}
 		ictx := r.begin()
 		err := r.iterate(ictx)
@@ -509,6 +507,16 @@ func (r *runner) failAndWait(err error, attempt int, now time.Time) (bool, error
 	}
 	r.setState(StateBackingOff)
 	return r.waitOnGrid(wait, false) == waitDone, nil
+}
+
+// isDone reports, without blocking, whether done is closed.
+func isDone(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
 
 // isControl reports whether err only steers the loop.
@@ -676,12 +684,10 @@ func (r *runner) wait(now, until time.Time, wakeable bool) waitResult {
 		if wakeable {
 			sl.woken.Store(false)
 		}
-		select {
-		case <-r.done:
+		if isDone(r.done) {
 			return waitDone
-		default:
-			return waitElapsed
 		}
+		return waitElapsed
 	}
 	if wakeable && sl.woken.Swap(false) {
 		return waitWoken
