@@ -13,26 +13,30 @@ const (
 	DefaultBackoffMax = 30 * time.Second
 )
 
-// WaitGrain is the coarsest grid that a loop's waits after a failure or
-// ErrNoWork end on. A wait of d ends at the first multiple of a grain at or
-// after the time asked for: the largest of 1, 2 or 5 times a power of ten,
-// from 1 ms up to WaitGrain, that is at most d/16 (none for waits under
-// 16 ms). A wait thus never ends earlier than asked and at most d/16 later,
-// and loops whose waits end about the same time wake together: a thousand
-// loops backing off at once cost the process tens of wake-ups a second
-// instead of hundreds. A scheduled run (WithSchedule) and its retries start
-// on time, off the grid.
-const WaitGrain = time.Second
+// The bounds of every wait after a failure, whatever a Backoff or a failure
+// hook chooses: a failing loop never runs back to back, and a wait's end
+// always fits in a time.Time.
+const (
+	minWait = time.Millisecond
+	maxWait = 100 * 365 * 24 * time.Hour
+)
+
+// defaultBackoff is what a worker uses without WithBackoff, and when its
+// Backoff panics.
+var defaultBackoff = ExponentialBackoff(DefaultBackoffMin, DefaultBackoffMax)
 
 // Backoff chooses the wait after a failure. Wait is called with the number of
 // consecutive failures of one loop, starting at 1; a success resets the count.
-// Implementations must be safe for concurrent use.
+// Implementations must be safe for concurrent use. A wait under 1 ms
+// (negative included) is taken as 1 ms, and one over 100 years as 100 years;
+// a Backoff that panics is logged, and the default backoff used for that wait.
 type Backoff interface {
 	Wait(attempt int) time.Duration
 }
 
 // ConstantBackoff waits d after every failure. ConstantBackoff(500*time.Millisecond)
-// behaves like the .NET Backi.Continuous example. d must not be negative.
+// behaves like the .NET Backi.Continuous example. d must not be negative; a
+// wait under 1 ms is taken as 1 ms (see Backoff).
 func ConstantBackoff(d time.Duration) Backoff { return constantBackoff(d) }
 
 type constantBackoff time.Duration
@@ -77,6 +81,9 @@ func (b *exponentialBackoff) Wait(attempt int) time.Duration {
 func (b *exponentialBackoff) nominal(attempt int) time.Duration {
 	d := b.min
 	for i := 1; i < attempt && d < b.max; i++ {
+		if d > b.max/2 {
+			return b.max
+		}
 		d *= 2
 	}
 	return min(d, b.max)

@@ -1,6 +1,7 @@
 package backi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -30,13 +31,30 @@ func (e *stopError) Error() string {
 
 func (e *stopError) Unwrap() error { return e.err }
 
-// asStop reports whether err asks the worker to stop, and with which error.
-func asStop(err error) (error, bool) {
-	var s *stopError
-	if errors.As(err, &s) {
-		return s.err, true
+// kind tells what an iteration's result err asks of the worker: nothing
+// (ResultSuccess, for nil), to idle (ResultNoWork), to stop (ResultStopped,
+// with Stop's error), or else handle a failure. A panic is a failure whatever
+// its value wraps, and so is an error whose Unwrap, Is or As panics.
+func kind(err error) (res Result, serr error) {
+	if err == nil {
+		return ResultSuccess, nil
 	}
-	return nil, false
+	defer func() {
+		if recover() != nil {
+			res, serr = ResultFailure, nil
+		}
+	}()
+	var pe *PanicError
+	var s *stopError
+	switch {
+	case errors.As(err, &pe):
+		return ResultFailure, nil
+	case errors.As(err, &s):
+		return ResultStopped, s.err
+	case errors.Is(err, ErrNoWork):
+		return ResultNoWork, nil
+	}
+	return ResultFailure, nil
 }
 
 // PanicError is what a recovered panic becomes: in an iteration, in a Continuous
@@ -100,7 +118,7 @@ func (e *timeoutError) Error() string {
 // the iteration returned.
 func (e *timeoutError) Unwrap() []error {
 	if e.err == nil {
-		return []error{errDeadline}
+		return []error{context.DeadlineExceeded}
 	}
-	return []error{errDeadline, e.err}
+	return []error{context.DeadlineExceeded, e.err}
 }

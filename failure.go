@@ -2,6 +2,7 @@ package backi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -92,4 +93,67 @@ func (e *escalation) record(now time.Time) bool {
 	e.next = (e.next + 1) % p.failures
 	oldest := e.times[e.next]
 	return now.Sub(oldest) <= p.window
+}
+
+// fail records a failure of the lane at now, asks the failure hook (its own
+// when the turn's Iteration is a FailureHandler) and the escalation policy
+// what to do, and logs it. It returns the wait before the next turn, or stop
+// and Run's result.
+func (l *lane) fail(err error, it Iteration, now time.Time) (time.Duration, bool, error) {
+	w, sl, ctx, log := l.w, l.sl, l.ctx, l.r.log
+	sl.failures.Add(1)
+	sl.lastFailure.Store(now.UnixNano())
+	w.stats.lastErr.Store(&errorBox{err})
+	w.stats.consecutive.Add(1)
+
+	wait := w.backoffWait(l.attempt, log)
+	rec := failureRecord{err: err, iteration: sl.count(), duration: now.Sub(time.Unix(0, sl.started.Load())), attempt: l.attempt}
+	hook := w.cfg.onFailure
+	if h, ok := it.(FailureHandler); ok {
+		hook = h.OnFailure
+	}
+	if hook != nil {
+		f := Failure{Worker: w.name, Err: err, Attempt: l.attempt, Wait: wait, Logger: log}
+		hwait, herr := protect(func() (time.Duration, error) { return hook(ctx, f) })
+		var pe *PanicError
+		switch {
+		case errors.As(herr, &pe) && pe == herr:
+			log.LogAttrs(ctx, slog.LevelError, "failure hook panicked", slog.Any("err", herr), stackAttr(herr))
+		case herr != nil:
+			if res, serr := kind(herr); res == ResultStopped {
+				herr = serr
+			}
+			w.failLog.write(ctx, log, rec, now)
+			return 0, true, herr
+		default:
+			wait = clampWait(hwait)
+		}
+	}
+	if w.esc.record(now) {
+		p := w.esc.policy
+		w.failLog.write(ctx, log, rec, now)
+		return 0, true, &EscalationError{Worker: w.name, Failures: p.failures, Window: p.window, Action: p.action, Err: err}
+	}
+	rec.wait = wait
+	w.failLog.write(ctx, log, rec, now)
+	return wait, false, nil
+}
+
+// backoffWait asks the worker's Backoff for the wait after attempt
+// consecutive failures. A Backoff that panics is logged, and the default
+// backoff's wait used instead.
+func (w *Worker) backoffWait(attempt int, log *slog.Logger) time.Duration {
+	b := w.cfg.backoff
+	d, err := protect(func() (time.Duration, error) { return b.Wait(attempt), nil })
+	if err != nil {
+		log.LogAttrs(context.Background(), slog.LevelError, "backoff panicked", slog.Any("err", err), stackAttr(err))
+		d = defaultBackoff.Wait(attempt)
+	}
+	return clampWait(d)
+}
+
+// clampWait keeps a wait chosen by user code within [minWait, maxWait], so
+// that a failing loop never runs back to back and no time overflows.
+func clampWait(d time.Duration) time.Duration {
+	return min(max(d, minWait), maxWait)
 }

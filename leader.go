@@ -33,8 +33,8 @@ type Term interface {
 // cancelled because this replica stopped leading (see context.Cause).
 var ErrLeadershipLost = errors.New("backi: leadership lost")
 
-// DefaultResignTimeout bounds Term.Resign when a leading worker stops.
-const DefaultResignTimeout = 5 * time.Second
+// resignTimeout bounds Term.Resign when a leading worker stops.
+const resignTimeout = 5 * time.Second
 
 // WithLeader makes the worker run only while this replica leads, as e
 // decides. Until then it campaigns; when leadership is lost, the context of
@@ -62,62 +62,97 @@ func TermFrom(ctx context.Context) (Term, bool) {
 }
 
 // lead campaigns, runs the worker's loops while leading, and campaigns again
-// when leadership is lost, until ctx is done or the worker ends.
-func (w *Worker) lead(ctx context.Context) error {
-	log := w.log
-	r := w.newRunner(ctx, 0) // for the failure bookkeeping and waits of campaigning
-	defer r.stopTimer()
-	attempt := 0
+// when leadership is lost, until the Run's context is done or the worker
+// ends. While it campaigns, every loop is in StateCampaigning. A failed
+// campaign, and a term lost before any of its turns ended, are followed by a
+// backoff wait, so that a broken elector never makes the worker spin.
+func (r *run) lead() error {
+	w, ctx, log := r.w, r.ctx, r.log
+	attempt := 0 // failed campaigns and fruitless terms in a row
 	for {
-		term, err := w.cfg.elector.Campaign(ctx)
-		if ctx.Err() != nil {
+		for _, l := range r.lanes {
+			l.setState(StateCampaigning)
+		}
+		term, token, done, err := r.campaign()
+		if isDone(ctx.Done()) {
 			if err == nil {
-				resign(ctx, term, log)
+				r.resign(term, token)
 			}
 			return nil
 		}
 		if err != nil {
 			attempt++
-			if stop, err := r.failAndWait(err, attempt, time.Now()); stop {
-				return err
+			wait := w.backoffWait(attempt, log)
+			w.stats.campaigns.Add(1)
+			log.LogAttrs(ctx, slog.LevelError, "campaign failed", slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("err", err), stackAttr(err))
+			if !sleep(ctx, wait) {
+				return nil
 			}
 			continue
 		}
-		attempt = 0
-		since := time.Now()
-		w.stats.term.Store(term.Token())
+		since, turns := time.Now(), w.stats.turns()
+		w.stats.term.Store(token)
 		w.stats.leaderSince.Store(since.UnixNano())
-		log.LogAttrs(ctx, slog.LevelInfo, "leading", slog.Uint64("term", term.Token()))
-
-		lctx, cancel := context.WithCancelCause(context.WithValue(ctx, termKey{}, term))
-		lost := make(chan struct{})
-		go func() {
-			defer close(lost)
-			select {
-			case <-term.Done():
-				cancel(ErrLeadershipLost)
-			case <-lctx.Done():
-			}
-		}()
-		err = w.runLoops(lctx)
-		cause := context.Cause(lctx)
-		cancel(nil)
-		<-lost
+		log.LogAttrs(ctx, slog.LevelInfo, "leading", slog.Uint64("term", token))
+		lost, err := r.runLanes(context.WithValue(ctx, termKey{}, term), done)
 		w.stats.leaderSince.Store(0)
-
-		if errors.Is(cause, ErrLeadershipLost) && ctx.Err() == nil {
-			log.LogAttrs(ctx, slog.LevelWarn, "leadership lost", slog.Uint64("term", term.Token()), slog.Duration("led", time.Since(since)))
+		if !lost || err != nil || isDone(ctx.Done()) {
+			r.resign(term, token)
+			return err
+		}
+		for _, l := range r.lanes {
+			l.setState(StateCampaigning)
+		}
+		log.LogAttrs(ctx, slog.LevelWarn, "leadership lost", slog.Uint64("term", token), slog.Duration("led", time.Since(since)))
+		if w.stats.turns() > turns {
+			attempt = 0
 			continue
 		}
-		resign(ctx, term, log)
-		return err
+		attempt++
+		if !sleep(ctx, w.backoffWait(attempt, log)) {
+			return nil
+		}
 	}
 }
 
-func resign(ctx context.Context, term Term, log *slog.Logger) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultResignTimeout)
+// campaign asks the elector for a term, and the term for its token and Done
+// channel, turning a panic in any of them into a failed campaign.
+func (r *run) campaign() (term Term, token uint64, done <-chan struct{}, err error) {
+	term, err = protect(func() (Term, error) { return r.w.cfg.elector.Campaign(r.ctx) })
+	if err == nil && term == nil {
+		err = errors.New("backi: Elector.Campaign returned a nil Term and no error")
+	}
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	token, err = protect(func() (uint64, error) { return term.Token(), nil })
+	if err == nil {
+		done, err = protect(func() (<-chan struct{}, error) { return term.Done(), nil })
+	}
+	if err != nil {
+		r.resign(term, token)
+		return nil, 0, nil, err
+	}
+	return term, token, done, nil
+}
+
+// resign gives the term up, within resignTimeout, and logs a failure.
+func (r *run) resign(term Term, token uint64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), resignTimeout)
 	defer cancel()
-	if err := term.Resign(rctx); err != nil {
-		log.LogAttrs(ctx, slog.LevelError, "could not resign", slog.Uint64("term", term.Token()), slog.Any("err", err))
+	if _, err := protect(func() (struct{}, error) { return struct{}{}, term.Resign(ctx) }); err != nil {
+		r.log.LogAttrs(r.ctx, slog.LevelError, "could not resign", slog.Uint64("term", token), slog.Any("err", err), stackAttr(err))
+	}
+}
+
+// sleep waits for d, and reports false if ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

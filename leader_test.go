@@ -121,16 +121,26 @@ func TestLeaderRunsOnlyWhileLeading(t *testing.T) {
 func TestCampaignFailureIsRetriedAfterBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newFakeElector()
+		log, rec := newRecorder()
 		ctx, cancel := context.WithCancel(t.Context())
 		w := backi.Loop("singleton", func(ctx context.Context) error { <-ctx.Done(); return nil },
-			backi.WithLeader(e), backi.WithLogger(quiet), backi.WithBackoff(backi.ConstantBackoff(time.Minute)))
+			backi.WithLeader(e), backi.WithLogger(log), backi.WithBackoff(backi.ConstantBackoff(time.Minute)),
+			backi.WithEscalation(1, time.Hour, backi.StopWorker))
 		done := make(chan error)
 		go func() { done <- w.Run(ctx) }()
 		errDB := errors.New("database unreachable")
 		e.fail <- errDB
 		synctest.Wait()
-		if st := w.Status(); st.Failures != 1 || st.LastError != errDB || st.State != backi.StateBackingOff {
+		// A failed campaign is not an iteration: it has its own counter, and
+		// does not feed the escalation policy.
+		if st := w.Status(); st.CampaignFailures != 1 || st.Failures != 0 || st.Iterations != 0 || st.LastError != nil || st.State != backi.StateCampaigning {
 			t.Fatalf("after a failed campaign: %+v", st)
+		}
+		if recs := rec.find("campaign failed"); len(recs) != 1 || recs[0].Attrs["err"].String() != errDB.Error() || recs[0].Attrs["wait"].Duration() != time.Minute {
+			t.Fatalf("campaign failure records %+v", recs)
+		}
+		if recs := rec.find("iteration failed"); len(recs) != 0 {
+			t.Fatalf("a failed campaign was logged as an iteration: %+v", recs)
 		}
 		start := time.Now()
 		e.grant(7)

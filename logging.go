@@ -2,20 +2,20 @@ package backi
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// StormWindow is how close together failures with the same error must come
+// stormWindow is how close together failures with the same error must come
 // for their records to be collapsed: a failure whose error reads the same as
-// the previous record's, less than StormWindow after it, is counted instead of
+// the previous record's, less than stormWindow after it, is counted instead of
 // logged, and the count is logged in one record ("iteration failed
 // repeatedly") before the next record or when the worker stops. Status and
 // metrics still see every failure.
-const StormWindow = time.Second
+const stormWindow = time.Second
 
 // failureRecord is what a failure's log record says.
 type failureRecord struct {
@@ -38,9 +38,9 @@ type failureLog struct {
 }
 
 func (l *failureLog) write(ctx context.Context, log *slog.Logger, r failureRecord, now time.Time) {
-	msg := r.err.Error()
+	msg := fmt.Sprint(r.err) // fmt contains a panicking Error method
 	l.mu.Lock()
-	if msg == l.last && now.Sub(l.lastAt) < StormWindow {
+	if msg == l.last && now.Sub(l.lastAt) < stormWindow {
 		l.repeated.Add(1)
 		l.mu.Unlock()
 		return
@@ -57,10 +57,7 @@ func (l *failureLog) write(ctx context.Context, log *slog.Logger, r failureRecor
 		slog.Duration("wait", r.wait),
 		slog.Any("err", r.err),
 	}
-	var pe *PanicError
-	if errors.As(r.err, &pe) {
-		attrs = append(attrs, slog.String("stack", string(pe.Stack)))
-	}
+	attrs = append(attrs, stackAttr(r.err))
 	log.LogAttrs(ctx, slog.LevelError, "iteration failed", attrs...)
 }
 

@@ -14,8 +14,6 @@ const (
 	// returned ErrNoWork (see WithIdle).
 	DefaultIdleMin = time.Second
 	DefaultIdleMax = 30 * time.Second
-	// DefaultConcurrency is the number of loops a worker runs (see WithConcurrency).
-	DefaultConcurrency = 1
 )
 
 // An Option configures a worker. Options are checked when [Worker.Run] starts;
@@ -64,8 +62,8 @@ type config struct {
 // init sets c to the defaults with opts applied. It works in place, as
 // copying a config through the stack would take a large frame.
 func (c *config) init(opts []Option) error {
-	c.backoff = &exponentialBackoff{min: DefaultBackoffMin, max: DefaultBackoffMax}
-	c.concurrency = DefaultConcurrency
+	c.backoff = defaultBackoff
+	c.concurrency = 1
 	c.idleMin, c.idleMax = DefaultIdleMin, DefaultIdleMax
 	c.cleanupTimeout = DefaultCleanupTimeout
 	for _, o := range opts {
@@ -80,8 +78,7 @@ func (c *config) init(opts []Option) error {
 }
 
 // WithBackoff sets the wait after a failure. The default is
-// ExponentialBackoff(DefaultBackoffMin, DefaultBackoffMax). Waits end on a
-// grid that loops share (see WaitGrain).
+// ExponentialBackoff(DefaultBackoffMin, DefaultBackoffMax).
 func WithBackoff(b Backoff) Option {
 	return optionFunc(func(c *config) error {
 		if b == nil {
@@ -99,7 +96,7 @@ func WithBackoff(b Backoff) Option {
 
 // WithConcurrency runs n loops of the worker in parallel, each with its own
 // scopes, backoff and idle wait; Status adds them up. n must be at least 1;
-// the default is DefaultConcurrency.
+// the default is 1.
 func WithConcurrency(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 {
@@ -113,7 +110,7 @@ func WithConcurrency(n int) Option {
 // WithIdle bounds the wait after an iteration returned ErrNoWork: the first
 // wait is min, each further one in a row doubles, up to max; an iteration that
 // does work resets it. Requires 0 < min ≤ max; the defaults are DefaultIdleMin
-// and DefaultIdleMax. Waits end on a grid that loops share (see WaitGrain).
+// and DefaultIdleMax.
 func WithIdle(min, max time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if min <= 0 || max < min {
@@ -138,8 +135,10 @@ func WithTimeout(d time.Duration) Option {
 	})
 }
 
-// WithCleanupTimeout bounds each scope cleanup registered with Scope.Defer.
-// d must be positive; the default is DefaultCleanupTimeout.
+// WithCleanupTimeout bounds each scope cleanup registered with Scope.Defer:
+// its context expires after d, and a cleanup still running 100 ms later is
+// abandoned (see Scope.Defer). d must be positive; the default is
+// DefaultCleanupTimeout.
 func WithCleanupTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if d <= 0 {

@@ -1,94 +1,228 @@
 package backi
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
 )
 
-// periodic is the loop of a worker with a schedule (see WithSchedule).
-func (w *Worker) periodic(r *runner) error {
-	ctx, sl, log := r.ctx, r.sl, r.log
-	defer r.stopTimer()
-	defer sl.nextRun.Store(0)
-	c := &w.cfg
-	relative := c.relative()
+// storeTimeout bounds each call of a ScheduleStore (see WithScheduleStore).
+const storeTimeout = 5 * time.Second
 
-	attempt := 0 // consecutive failures
-	due, err := w.firstDue(r, &attempt)
-	if err != nil || isDone(r.done) {
-		return err
-	}
-	// at is when the run starts: due plus jitter, or a retry's time.
-	jittered := func(t time.Time) time.Time {
-		if c.jitter > 0 && !t.IsZero() {
-			return t.Add(rand.N(c.jitter))
+// scheduled paces the lane of a worker with a schedule (see WithSchedule):
+// one turn at each run the schedule gives, a retry after a failure unless the
+// next run comes first, and an extra turn on Wake that leaves the schedule as
+// it was.
+type scheduled struct {
+	c        *config
+	relative bool // the schedule counts from the end of each run (Delay)
+	known    bool // whether the first run is known yet
+	due      time.Time
+	then     step
+	stalls   int  // the schedule's failures in a row, for their backoff
+	warned   bool // about a schedule that does not advance
+	again    bool // the schedule is to be asked again: then's wait was for that
+}
+
+func (p *scheduled) next(l *lane) step {
+	switch {
+	case !p.known:
+		if s, ok := p.first(l); !ok {
+			return s
 		}
-		return t
+	case p.again:
+		p.again = false
+		now := time.Now()
+		next, ok := p.after(l, p.due, now)
+		p.plan(l, next, ok, now)
 	}
+	switch {
+	case p.then.retry:
+		p.again = true
+		l.sl.setNextRun(time.Time{})
+	case p.due.IsZero():
+		l.sl.setNextRun(time.Time{})
+		l.r.log.LogAttrs(l.ctx, slog.LevelInfo, "schedule has no further runs")
+		return step{end: true}
+	default:
+		l.sl.setNextRun(cmp.Or(p.then.at, p.due))
+	}
+	return p.then
+}
+
+func (p *scheduled) ended(l *lane, s step, t turnResult) {
+	if s.woken || s.retry {
+		return // an extra run: the schedule stays as it was
+	}
+	if t.res == ResultFailure {
+		next, ok := p.after(l, p.due, t.end)
+		if retry := t.end.Add(t.wait); ok && (next.IsZero() || retry.Before(next)) {
+			p.then = step{at: retry, state: StateBackingOff, due: p.due} // retry the same run
+			return
+		}
+		p.plan(l, next, ok, t.end)
+		return
+	}
+	done := p.due
+	if p.relative {
+		done = t.end
+	}
+	// A run that completed is recorded even when the worker is stopping: its
+	// context is done, but the run happened.
+	if err := l.saveRun(context.WithoutCancel(l.ctx), done); err != nil {
+		l.r.log.LogAttrs(l.ctx, slog.LevelError, "could not record the run", slog.Time("due", p.due), slog.Any("err", err))
+	}
+	next, ok := p.after(l, p.due, t.end)
+	p.plan(l, next, ok, t.end)
+}
+
+// plan makes due the next run, to start with jitter; when the schedule
+// failed (not ok), the lane asks it again after a backoff wait from now.
+func (p *scheduled) plan(l *lane, due time.Time, ok bool, now time.Time) {
+	if !ok {
+		p.stalls++
+		p.then = step{at: now.Add(l.w.backoffWait(p.stalls, l.r.log)), state: StateBackingOff, retry: true}
+		return
+	}
+	p.due = due
 	at := due
-	if !c.runAtStart {
-		at = jittered(due)
+	if p.c.jitter > 0 && !due.IsZero() {
+		at = at.Add(rand.N(p.c.jitter))
 	}
-	for {
-		if due.IsZero() {
-			log.LogAttrs(ctx, slog.LevelInfo, "schedule has no further runs")
-			return nil
-		}
-		sl.nextRun.Store(due.UnixNano())
-		r.setState(StateIdle)
+	p.then = step{at: at, state: StateIdle, wakeable: true, due: due}
+}
 
-		// Wait for the run; Wake runs an iteration now and leaves it due.
-		for woken := true; woken; {
-			switch r.wait(time.Now(), at, true) {
-			case waitDone:
-				return nil
-			case waitElapsed:
-				woken = false
-			case waitWoken:
-				log.LogAttrs(ctx, slog.LevelInfo, "run on Wake", slog.Time("next", due))
-				if res := r.periodicTurn(&attempt); res.finish {
-					return res.err
-				}
-				r.setState(StateIdle)
-			}
-		}
-
-		log.LogAttrs(ctx, slog.LevelInfo, "scheduled run", slog.Time("due", due), slog.Duration("late", time.Since(due)))
-		r.due = due
-		res := r.periodicTurn(&attempt)
-		r.due = time.Time{}
-		if res.finish {
-			return res.err
-		}
-		next := nextDue(c.schedule, relative, due, res.end)
-		if !res.failed {
-			done := due
-			if relative {
-				done = res.end
-			}
-			// A run that completed is recorded even when the worker is
-			// stopping: its context is done, but the run happened.
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cleanupTimeout)
-			err := c.store.SaveRun(sctx, w.name, done)
-			cancel()
-			if err != nil {
-				log.LogAttrs(ctx, slog.LevelError, "could not record the run", slog.Time("due", due), slog.Any("err", err))
-			}
-			due, at = next, jittered(next)
-			continue
-		}
-		if retry := res.end.Add(res.wait); next.IsZero() || retry.Before(next) {
-			at = retry // retry the same run
-			r.setState(StateBackingOff)
-			if r.wait(time.Now(), at, false) == waitDone {
-				return nil
-			}
-			continue
-		}
-		due, at = next, jittered(next) // the next run comes first: it proceeds as usual
+// first works out the first run: now with WithRunAtStart, else after the
+// last completed run in the store, else (the first start ever, which it
+// records) the schedule's next. Runs missed while the worker was down make
+// one run due now, unless WithSkipMissed. A store that cannot be read is a
+// failure of the lane, retried after its wait; ok is false then, and s is
+// what the lane does.
+func (p *scheduled) first(l *lane) (s step, ok bool) {
+	c := p.c
+	now := time.Now()
+	if c.runAtStart {
+		p.known, p.due = true, now
+		p.then = step{state: StateIdle, due: now}
+		return step{}, true
 	}
+	last, err := l.lastRun()
+	now = time.Now()
+	if err != nil {
+		l.sl.started.Store(now.UnixNano()) // for the failure record's duration
+		t := turnResult{res: ResultFailure, err: err, end: now}
+		if stop, err := l.settle(&t); stop {
+			return step{end: true, err: err}, false
+		}
+		return step{at: now.Add(t.wait), state: StateBackingOff, retry: true}, false
+	}
+	p.known = true
+	if last.IsZero() {
+		// The schedule starts now: recorded, so that a first run that falls
+		// while the process is down is still run on restart.
+		if err := l.saveRun(l.ctx, now); err != nil {
+			l.r.log.LogAttrs(l.ctx, slog.LevelError, "could not record the schedule's start", slog.Any("err", err))
+		}
+		next, ok := p.ask(l, now, now, true)
+		p.plan(l, next, ok, now)
+		return step{}, true
+	}
+	next, ok := p.ask(l, last, last, true)
+	switch {
+	case !ok || next.IsZero() || next.After(now):
+	case c.skipMissed:
+		next, ok = p.ask(l, now, now, true)
+	case p.relative:
+		next = now
+	default:
+		next, ok = p.after(l, last, now)
+	}
+	p.plan(l, next, ok, now)
+	return step{}, true
+}
+
+// after returns the run that follows the one due at due, which ended at end
+// (see nextDue), and whether the schedule gave a usable answer.
+func (p *scheduled) after(l *lane, due, end time.Time) (time.Time, bool) {
+	if p.relative {
+		return p.ask(l, end, end, false)
+	}
+	return p.ask(l, due, end, false)
+}
+
+// ask asks the schedule for its next run after prev, catching up to the
+// latest run due by end, and checks the answer: a panic is logged, and a run
+// that is not after prev is replaced by a backoff wait from end, reported
+// once. ok is false when the schedule panicked.
+func (p *scheduled) ask(l *lane, prev, end time.Time, single bool) (time.Time, bool) {
+	s := p.c.schedule
+	next, err := protect(func() (time.Time, error) {
+		if single {
+			return s.Next(prev), nil
+		}
+		return nextDue(s, prev, end), nil
+	})
+	if err != nil {
+		l.r.log.LogAttrs(l.ctx, slog.LevelError, "schedule failed", slog.Any("err", err), stackAttr(err))
+		return time.Time{}, false
+	}
+	if next.IsZero() || next.After(prev) {
+		p.stalls = 0
+		return next, true
+	}
+	if !p.warned {
+		p.warned = true
+		l.r.log.LogAttrs(l.ctx, slog.LevelWarn, "schedule does not advance: runs are spaced by the backoff",
+			slog.Time("after", prev), slog.Time("next", next))
+	}
+	p.stalls++
+	return end.Add(l.w.backoffWait(p.stalls, l.r.log)), true
+}
+
+// nextDue returns the run that follows the one due at due, once end has
+// passed: when the schedule's next run is already past, the runs are not
+// caught up one by one, the latest of them is due at once. It asks a
+// schedule that advances at most about 65 times, however dense it is.
+func nextDue(s Schedule, due, end time.Time) time.Time {
+	n := s.Next(due)
+	if n.IsZero() || n.After(end) || !n.After(due) {
+		return n
+	}
+	// Runs were missed: find the latest at or before end by bisection,
+	// between lo, whose next run is at or before end, and hi, whose is not.
+	lo, hi := n, end
+	if m := s.Next(lo); m.IsZero() || m.After(end) {
+		return n
+	}
+	for hi.Sub(lo) > 1 {
+		mid := lo.Add(hi.Sub(lo) / 2)
+		if m := s.Next(mid); !m.IsZero() && !m.After(end) {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return s.Next(lo)
+}
+
+// lastRun reads the worker's last completed run from its store, within the
+// store timeout.
+func (l *lane) lastRun() (time.Time, error) {
+	ctx, cancel := context.WithTimeout(l.ctx, storeTimeout)
+	defer cancel()
+	return protect(func() (time.Time, error) { return l.w.cfg.store.LastRun(ctx, l.w.name) })
+}
+
+// saveRun records a completed run in the worker's store, within the store
+// timeout.
+func (l *lane) saveRun(ctx context.Context, t time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	_, err := protect(func() (struct{}, error) { return struct{}{}, l.w.cfg.store.SaveRun(ctx, l.w.name, t) })
+	return err
 }
 
 type dueKey struct{}
@@ -103,76 +237,6 @@ func ScheduledFor(ctx context.Context) (time.Time, bool) {
 	return t, ok
 }
 
-// periodicResult is how one turn of a periodic worker went.
-type periodicResult struct {
-	end    time.Time
-	failed bool
-	wait   time.Duration // the backoff's wait, after a failure
-	finish bool          // the worker ends, with err
-	err    error
-}
-
-// periodicTurn runs one turn and handles what every periodic turn shares: the
-// end of the worker and the bookkeeping of failures.
-func (r *runner) periodicTurn(attempt *int) periodicResult {
-	ictx := r.begin()
-	err := r.iterate(ictx)
-	out, end, err := r.end(ictx, err)
-	switch out {
-	case ResultShutdown:
-		return periodicResult{end: end, finish: true}
-	case ResultStopped:
-		return periodicResult{end: end, finish: true, err: err}
-	case ResultFailure:
-		*attempt++
-		wait, stop, serr := r.fail(err, *attempt, end)
-		return periodicResult{end: end, failed: true, wait: wait, finish: stop, err: serr}
-	}
-	*attempt = 0
-	return periodicResult{end: end}
-}
-
-// firstDue returns the first run's due time: now with WithRunAtStart, else
-// after the last completed run in the store, else (the first start ever,
-// which it records) the schedule's next. Runs
-// missed while the worker was down make one run due now, unless
-// WithSkipMissed. A store that cannot be read is a failure, retried.
-func (w *Worker) firstDue(r *runner, attempt *int) (time.Time, error) {
-	c := &w.cfg
-	if c.runAtStart {
-		return time.Now(), nil
-	}
-	for {
-		last, err := c.store.LastRun(r.ctx, w.name)
-		now := time.Now()
-		if err == nil {
-			if last.IsZero() {
-				// The schedule starts now: recorded, so that a first run that
-				// falls while the process is down is still run on restart.
-				if err := c.store.SaveRun(r.ctx, w.name, now); err != nil {
-					r.log.LogAttrs(r.ctx, slog.LevelError, "could not record the schedule's start", slog.Any("err", err))
-				}
-				return c.schedule.Next(now), nil
-			}
-			n := c.schedule.Next(last)
-			switch {
-			case n.IsZero() || n.After(now):
-				return n, nil
-			case c.skipMissed:
-				return c.schedule.Next(now), nil
-			case c.relative():
-				return now, nil
-			}
-			return nextDue(c.schedule, false, last, now), nil
-		}
-		*attempt++
-		r.sl.started.Store(now.UnixNano()) // for the record's duration
-		if stop, err := r.failAndWait(err, *attempt, now); stop {
-			return time.Time{}, err
-		}
-	}
-}
-
 // relative reports whether the schedule counts from the end of each run
 // (Delay) rather than from the previous run's due time.
 func (c *config) relative() bool {
@@ -180,23 +244,12 @@ func (c *config) relative() bool {
 	return ok
 }
 
-// nextDue returns the run that follows the one due at due, which ended at end.
-// When the schedule's next run is already past, the ticks are not caught up
-// one by one: the latest of them is due at once.
-func nextDue(s Schedule, relative bool, due, end time.Time) time.Time {
-	if relative {
-		return s.Next(end)
+// stackAttr returns the stack of a panic in err, if any, as a log attribute.
+func stackAttr(err error) (a slog.Attr) {
+	defer func() { recover() }() // err's Unwrap is user code
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		return slog.String("stack", string(pe.Stack))
 	}
-	n := s.Next(due)
-	if n.IsZero() || n.After(end) {
-		return n
-	}
-	for range 10_000 { // bounded: a dense schedule after a long overrun
-		m := s.Next(n)
-		if m.IsZero() || m.After(end) {
-			break
-		}
-		n = m
-	}
-	return n
+	return slog.Attr{}
 }

@@ -3,6 +3,8 @@ package backi
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -26,7 +28,9 @@ type Scope struct {
 // Defer registers fn to run when the turn ends. Each cleanup gets a context of
 // its own that is not cancelled by shutdown and that expires after the
 // worker's cleanup timeout (see [WithCleanupTimeout]). A cleanup's error or
-// panic makes the turn a failure, reported with the iteration's error.
+// panic makes the turn a failure, reported with the iteration's error; so
+// does a cleanup still running 100 ms past its deadline, which is abandoned:
+// left to finish on its own goroutine while the worker goes on.
 // A nil fn is ignored.
 func (s *Scope) Defer(fn func(ctx context.Context) error) {
 	if fn == nil {
@@ -39,8 +43,9 @@ func (s *Scope) Defer(fn func(ctx context.Context) error) {
 
 // release runs the registered cleanups, last registered first, and leaves the
 // scope empty for the next turn. A cleanup registered by a cleanup runs too.
-// base, which must not be cancellable, supplies the cleanups' context values.
-func (s *Scope) release(base context.Context, timeout time.Duration) error {
+// The cleanups' contexts carry base's values, not its cancellation.
+func (s *Scope) release(base context.Context, timeout time.Duration, log *slog.Logger) error {
+	base = context.WithoutCancel(base)
 	var errs []error
 	for {
 		s.mu.Lock()
@@ -54,78 +59,49 @@ func (s *Scope) release(base context.Context, timeout time.Duration) error {
 		s.fns = s.fns[:n-1]
 		s.mu.Unlock()
 		if err := runCleanup(base, timeout, fn); err != nil {
+			if _, ok := err.(*abandonedError); ok {
+				log.LogAttrs(base, slog.LevelWarn, "cleanup abandoned", slog.Any("err", err))
+			}
 			errs = append(errs, err)
 		}
 	}
 }
 
-func runCleanup(base context.Context, timeout time.Duration, fn func(context.Context) error) (err error) {
-	ctx := &cleanupContext{Context: base, deadline: time.Now().Add(timeout)}
-	defer ctx.stop()
-	defer func() {
-		if v := recover(); v != nil {
-			err = newPanicError(v)
-		}
+// cleanupGrace is how long past its deadline a cleanup may run before it is
+// abandoned.
+const cleanupGrace = 100 * time.Millisecond
+
+// runCleanup runs fn with a context that expires after timeout, on a
+// goroutine of its own, so that a cleanup that ignores its context can be
+// abandoned: still running cleanupGrace after its deadline, it is left to
+// finish in the background, and the turn goes on.
+func runCleanup(base context.Context, timeout time.Duration, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(base, timeout)
+	done := make(chan error, 1)
+	go func() {
+		err := error(ErrGoexit) // unless fn returns
+		defer func() {
+			cancel()
+			done <- err
+		}()
+		err = call(ctx, fn)
 	}()
-	return fn(ctx)
-}
-
-// cleanupContext is the context of one cleanup: the values of a context that is
-// never cancelled, and a deadline. Its Done channel, and the timer that closes
-// it, are made only when asked for, so that the many cleanups that never look
-// at their context cost no timer.
-type cleanupContext struct {
-	context.Context // never cancelled
-	deadline        time.Time
-
-	mu    sync.Mutex
-	done  chan struct{}
-	timer *time.Timer
-}
-
-func (c *cleanupContext) Deadline() (time.Time, bool) { return c.deadline, true }
-
-func (c *cleanupContext) Done() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done == nil {
-		c.done = make(chan struct{})
-		if d := time.Until(c.deadline); d > 0 {
-			c.timer = time.AfterFunc(d, func() { close(c.done) })
-		} else {
-			close(c.done)
-		}
-	}
-	return c.done
-}
-
-// Err is consistent with Done: non-nil exactly when Done is closed. It starts
-// no timer.
-func (c *cleanupContext) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done == nil {
-		if time.Now().Before(c.deadline) {
-			return nil
-		}
-		c.done = make(chan struct{})
-		close(c.done)
-	}
+	abandon := time.NewTimer(timeout + cleanupGrace)
+	defer abandon.Stop()
 	select {
-	case <-c.done:
-		return context.DeadlineExceeded
-	default:
-		return nil
+	case err := <-done:
+		return err
+	case <-abandon.C:
+		return &abandonedError{timeout: timeout}
 	}
 }
 
-func (c *cleanupContext) Value(key any) any { return c.Context.Value(key) }
+// abandonedError is the failure of a cleanup that outlived its timeout.
+type abandonedError struct{ timeout time.Duration }
 
-// stop releases the timer, if Done made one.
-func (c *cleanupContext) stop() {
-	c.mu.Lock()
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-	c.mu.Unlock()
+func (e *abandonedError) Error() string {
+	return fmt.Sprintf("backi: cleanup still running %v after its %v cleanup timeout; abandoned", cleanupGrace, e.timeout)
 }
+
+// Unwrap makes errors.Is(err, context.DeadlineExceeded) true.
+func (e *abandonedError) Unwrap() error { return context.DeadlineExceeded }

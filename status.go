@@ -1,6 +1,7 @@
 package backi
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,9 +24,11 @@ const (
 	StateFailed
 	// StateStuck: an iteration has run longer than WithStuckAfter allows.
 	StateStuck
+	// StateCampaigning: waiting to lead (see WithLeader); no iteration runs.
+	StateCampaigning
 )
 
-var stateNames = [...]string{"new", "running", "idle", "backing off", "stopped", "failed", "stuck"}
+var stateNames = [...]string{"new", "running", "idle", "backing off", "stopped", "failed", "stuck", "campaigning"}
 
 func (s State) String() string {
 	if s >= 0 && int(s) < len(stateNames) {
@@ -40,7 +43,7 @@ func (s State) String() string {
 type Status struct {
 	Name string
 	// State is the most telling state among the worker's loops: stuck, then
-	// running, then backing off, then idle.
+	// running, then backing off, then campaigning, then idle.
 	State State
 	// Concurrency is the number of loops (see WithConcurrency).
 	Concurrency int
@@ -49,6 +52,9 @@ type Status struct {
 	Iterations uint64
 	Successes  uint64
 	Failures   uint64
+	// CampaignFailures counts the campaigns for leadership that failed (see
+	// WithLeader); they are not iterations.
+	CampaignFailures uint64
 	// NoWork counts iterations that returned ErrNoWork.
 	NoWork uint64
 	// ConsecutiveFailures counts failures since the last iteration that did
@@ -63,8 +69,8 @@ type Status struct {
 	// InFlightSince is when the oldest iteration now in flight started; zero
 	// when none is.
 	InFlightSince time.Time
-	// NextRun is when the next scheduled run is due (see WithSchedule); zero
-	// without a schedule.
+	// NextRun is when the next scheduled run starts, jitter included (see
+	// WithSchedule); zero without a schedule.
 	NextRun time.Time
 	// Leader tells whether this replica leads (see WithLeader), since
 	// LeaderSince, and Term is the fencing token of its latest term.
@@ -73,9 +79,10 @@ type Status struct {
 	Term        uint64
 }
 
-// slot is the state of one loop, written only by that loop. It is padded so
-// that loops running in parallel do not share cache lines.
+// slot is the state of one loop, written only by that loop, but for its
+// state, which the stuck check changes too, under mu.
 type slot struct {
+	mu          sync.Mutex
 	state       atomic.Int32
 	started     atomic.Int64 // UnixNano of the latest iteration's start
 	successes   atomic.Uint64
@@ -84,13 +91,30 @@ type slot struct {
 	other       atomic.Uint64 // stopped or cut short by shutdown
 	lastSuccess atomic.Int64
 	lastFailure atomic.Int64
-	nextRun     atomic.Int64 // UnixNano of the next scheduled run, 0 if none
+	nextRun     atomic.Pointer[time.Time] // of the next scheduled run, nil if none
 
 	// signal carries a token when the loop's wait timer fires or Wake is
-	// called; woken tells which. See runner.wait.
+	// called; woken tells which. See lane.wait.
 	signal chan struct{}
 	woken  atomic.Bool
-	_      [64]byte
+}
+
+// setNextRun records when the next scheduled run starts; zero for none.
+func (s *slot) setNextRun(t time.Time) {
+	if t.IsZero() {
+		s.nextRun.Store(nil)
+		return
+	}
+	s.nextRun.Store(&t)
+}
+
+// turns is the number of iterations the worker's loops have finished.
+func (st *stats) turns() uint64 {
+	var n uint64
+	for i := range st.slots {
+		n += st.slots[i].count()
+	}
+	return n
 }
 
 // count is the number of iterations the loop has finished.
@@ -113,13 +137,12 @@ func (s *slot) poke() {
 }
 
 // stats is what a worker shares between its loops and with Status readers.
-// lifecycle comes last, next to what a stopping worker reads after stats in
-// Worker.
 type stats struct {
 	slots       []slot        // one per loop, made by Loop or Continuous
 	stuckAfter  atomic.Int64  // WithStuckAfter in effect, 0 for none
 	term        atomic.Uint64 // the latest term's fencing token (WithLeader)
 	leaderSince atomic.Int64  // UnixNano since this replica leads, 0 when it does not
+	campaigns   atomic.Uint64 // failed campaigns
 	consecutive atomic.Uint64
 	lastErr     atomic.Pointer[errorBox]
 	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed
@@ -156,9 +179,13 @@ func unixTime(ns int64) time.Time {
 	return time.Unix(0, ns)
 }
 
+// rank orders the states of loops for Status.State: the most telling wins.
+var rank = [...]int{StateStuck: 5, StateRunning: 4, StateBackingOff: 3, StateCampaigning: 2, StateIdle: 1}
+
 func (st *stats) snapshot(name string) Status {
 	s := Status{Name: name, State: State(st.lifecycle.Load())}
 	s.ConsecutiveFailures = st.consecutive.Load()
+	s.CampaignFailures = st.campaigns.Load()
 	s.Term = st.term.Load()
 	if t := st.leaderSince.Load(); t != 0 {
 		s.Leader, s.LeaderSince = true, time.Unix(0, t)
@@ -167,7 +194,7 @@ func (st *stats) snapshot(name string) Status {
 		s.LastError = b.err
 	}
 	s.Concurrency = len(st.slots)
-	var busiest State = StateIdle
+	busiest := StateIdle
 	var inflight, lastOK, lastFail int64
 	for i := range st.slots {
 		sl := &st.slots[i]
@@ -177,19 +204,17 @@ func (st *stats) snapshot(name string) Status {
 		s.Iterations += sl.other.Load()
 		lastOK = max(lastOK, sl.lastSuccess.Load())
 		lastFail = max(lastFail, sl.lastFailure.Load())
-		if t := sl.nextRun.Load(); t != 0 {
-			s.NextRun = time.Unix(0, t)
+		if t := sl.nextRun.Load(); t != nil {
+			s.NextRun = *t
 		}
-		switch State(sl.state.Load()) {
-		case StateRunning:
-			busiest = StateRunning
+		state := State(sl.state.Load())
+		if state == StateRunning || state == StateStuck {
 			if t := sl.started.Load(); inflight == 0 || t < inflight {
 				inflight = t
 			}
-		case StateBackingOff:
-			if busiest != StateRunning {
-				busiest = StateBackingOff
-			}
+		}
+		if int(state) < len(rank) && rank[state] > rank[busiest] {
+			busiest = state
 		}
 	}
 	s.Iterations += s.Successes + s.Failures + s.NoWork

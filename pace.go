@@ -1,0 +1,55 @@
+package backi
+
+import "time"
+
+// A pacer says when a lane's turns start: at once, after an idle or backoff
+// wait, or at a scheduled time. A lane asks next before each turn and tells
+// ended how the turn went.
+type pacer interface {
+	next(l *lane) step
+	ended(l *lane, s step, t turnResult)
+}
+
+// step is a pacer's answer: when the next turn starts, and how the lane
+// waits until then.
+type step struct {
+	at       time.Time // when the turn starts; zero for at once
+	state    State     // the lane's state while it waits
+	wakeable bool      // whether Wake ends the wait
+	due      time.Time // the scheduled run the turn performs, if any
+	retry    bool      // after the wait, ask next again instead of running a turn
+	end      bool      // the lane ends instead, with err
+	err      error
+
+	woken bool // set by the lane: Wake ended the wait
+}
+
+// newPacer returns the pacer of one lane for one run of its loops.
+func (w *Worker) newPacer() pacer {
+	if w.cfg.schedule != nil {
+		return &scheduled{c: &w.cfg, relative: w.cfg.relative()}
+	}
+	return &continuous{c: &w.cfg}
+}
+
+// continuous runs turns back to back, idles after ErrNoWork with a wait that
+// grows between the WithIdle bounds, and backs off after a failure.
+type continuous struct {
+	c    *config
+	idle time.Duration // the latest idle wait, 0 after work
+	then step
+}
+
+func (p *continuous) next(*lane) step { return p.then }
+
+func (p *continuous) ended(_ *lane, _ step, t turnResult) {
+	switch t.res {
+	case ResultSuccess:
+		p.idle, p.then = 0, step{}
+	case ResultNoWork:
+		p.idle = min(max(p.c.idleMin, 2*p.idle), p.c.idleMax)
+		p.then = step{at: t.end.Add(p.idle), state: StateIdle, wakeable: true}
+	case ResultFailure:
+		p.then = step{at: t.end.Add(t.wait), state: StateBackingOff}
+	}
+}
