@@ -93,6 +93,9 @@ type WorkerStatus struct {
 	Failures            uint64     `json:"failures"`
 	NoWork              uint64     `json:"no_work"`
 	ConsecutiveFailures uint64     `json:"consecutive_failures"`
+	CampaignFailures    uint64     `json:"campaign_failures"`
+	Leader              bool       `json:"leader"`
+	Term                uint64     `json:"term,omitempty"`
 	LastError           string     `json:"last_error,omitempty"`
 	LastSuccess         *time.Time `json:"last_success,omitempty"`
 	LastFailure         *time.Time `json:"last_failure,omitempty"`
@@ -105,12 +108,13 @@ func NewWorkerStatus(s backi.Status) WorkerStatus {
 	ws := WorkerStatus{
 		Name: s.Name, State: s.State.String(), Concurrency: s.Concurrency,
 		Iterations: s.Iterations, Successes: s.Successes, Failures: s.Failures, NoWork: s.NoWork,
-		ConsecutiveFailures: s.ConsecutiveFailures,
-		LastSuccess:         timePtr(s.LastSuccess), LastFailure: timePtr(s.LastFailure),
+		ConsecutiveFailures: s.ConsecutiveFailures, CampaignFailures: s.CampaignFailures,
+		Leader: s.Leader, Term: s.Term,
+		LastSuccess: timePtr(s.LastSuccess), LastFailure: timePtr(s.LastFailure),
 		InFlightSince: timePtr(s.InFlightSince), NextRun: timePtr(s.NextRun),
 	}
 	if s.LastError != nil {
-		ws.LastError = s.LastError.Error()
+		ws.LastError = fmt.Sprint(s.LastError) // fmt contains a panicking Error method
 	}
 	return ws
 }

@@ -25,11 +25,11 @@ package backiotel
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/backi-go/backi"
-	"github.com/backi-go/backi/internal/loopstates"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -62,7 +62,7 @@ type Observer struct {
 	inFlight    metric.Int64UpDownCounter
 	consecutive metric.Int64Gauge
 	lastSuccess metric.Float64Gauge
-	state       metric.Int64Gauge
+	state       metric.Int64UpDownCounter
 
 	workers sync.Map // name → *worker
 }
@@ -71,7 +71,6 @@ type worker struct {
 	attrs    metric.MeasurementOption    // backi.worker
 	results  [5]metric.MeasurementOption // backi.worker and backi.result, by backi.Result
 	failures atomic.Int64
-	states   loopstates.Tracker
 }
 
 var results = []backi.Result{backi.ResultSuccess, backi.ResultNoWork, backi.ResultFailure, backi.ResultStopped, backi.ResultShutdown}
@@ -105,8 +104,8 @@ func New(opts ...Option) (*Observer, error) {
 		metric.WithDescription("When the last successful iteration of a worker ended, in Unix time.")); err != nil {
 		return nil, err
 	}
-	if o.state, err = m.Int64Gauge("backi.worker.state",
-		metric.WithDescription("1 for each state a loop of the worker is in, else 0.")); err != nil {
+	if o.state, err = m.Int64UpDownCounter("backi.worker.state", metric.WithUnit("{loop}"),
+		metric.WithDescription("How many loops of the worker are in each state.")); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -165,14 +164,19 @@ func (o *Observer) IterationEnd(ctx context.Context, e backi.IterationEvent, r b
 	}
 }
 
-// StateChange implements backi.Observer.
+// gauged are the states a loop is in while its worker runs.
+var gauged = []backi.State{backi.StateRunning, backi.StateIdle, backi.StateBackingOff, backi.StateStuck, backi.StateCampaigning}
+
+// StateChange implements backi.Observer. A worker reports every change of
+// each loop, in order, so counting them gives the loops in each state.
 func (o *Observer) StateChange(name string, loop int, from, to backi.State) {
-	for _, g := range o.worker(name).states.Change(from, to) {
-		v := int64(0)
-		if g.On {
-			v = 1
+	for _, c := range []struct {
+		state backi.State
+		delta int64
+	}{{from, -1}, {to, 1}} {
+		if slices.Contains(gauged, c.state) {
+			o.state.Add(context.Background(), c.delta, metric.WithAttributes(
+				attribute.String("backi.worker", name), attribute.String("backi.state", c.state.String())))
 		}
-		o.state.Record(context.Background(), v, metric.WithAttributes(
-			attribute.String("backi.worker", name), attribute.String("backi.state", g.State.String())))
 	}
 }

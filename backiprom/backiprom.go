@@ -24,11 +24,11 @@ package backiprom
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/backi-go/backi"
-	"github.com/backi-go/backi/internal/loopstates"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -64,7 +64,6 @@ type worker struct {
 	consecutive prometheus.Gauge
 	lastSuccess prometheus.Gauge
 	failures    atomic.Int64 // consecutive
-	states      loopstates.Tracker
 }
 
 var results = []backi.Result{backi.ResultSuccess, backi.ResultNoWork, backi.ResultFailure, backi.ResultStopped, backi.ResultShutdown}
@@ -92,7 +91,7 @@ func New(opts ...Option) *Metrics {
 		Name: "backi_last_success_timestamp_seconds", Help: "When the last successful iteration of a worker ended, in Unix time.",
 	}, []string{"worker"})
 	m.state = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "backi_worker_state", Help: "1 for each state a loop of the worker is in, else 0.",
+		Name: "backi_worker_state", Help: "How many loops of the worker are in each state.",
 	}, []string{"worker", "state"})
 	return m
 }
@@ -128,7 +127,7 @@ func (m *Metrics) worker(name string) *worker {
 	for _, r := range results {
 		w.results[r] = m.iterations.WithLabelValues(name, r.String())
 	}
-	for _, s := range loopstates.Gauged {
+	for _, s := range gauged {
 		m.state.WithLabelValues(name, s.String()).Set(0)
 	}
 	actual, _ := m.workers.LoadOrStore(name, w)
@@ -162,16 +161,17 @@ func (m *Metrics) IterationEnd(ctx context.Context, e backi.IterationEvent, r ba
 	}
 }
 
-// StateChange implements backi.Observer.
-func (m *Metrics) StateChange(name string, loop int, from, to backi.State) {
-	for _, g := range m.worker(name).states.Change(from, to) {
-		m.state.WithLabelValues(name, g.State.String()).Set(boolf(g.On))
-	}
-}
+// gauged are the states a loop is in while its worker runs.
+var gauged = []backi.State{backi.StateRunning, backi.StateIdle, backi.StateBackingOff, backi.StateStuck, backi.StateCampaigning}
 
-func boolf(b bool) float64 {
-	if b {
-		return 1
+// StateChange implements backi.Observer. A worker reports every change of
+// each loop, in order, so counting them gives the loops in each state.
+func (m *Metrics) StateChange(name string, loop int, from, to backi.State) {
+	m.worker(name) // sets the gauges of a new worker to 0
+	if slices.Contains(gauged, from) {
+		m.state.WithLabelValues(name, from.String()).Dec()
 	}
-	return 0
+	if slices.Contains(gauged, to) {
+		m.state.WithLabelValues(name, to.String()).Inc()
+	}
 }

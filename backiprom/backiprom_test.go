@@ -70,9 +70,10 @@ backi_iterations_total{result="success",worker="mailer"} 1
 # HELP backi_last_success_timestamp_seconds When the last successful iteration of a worker ended, in Unix time.
 # TYPE backi_last_success_timestamp_seconds gauge
 backi_last_success_timestamp_seconds{worker="mailer"} 9.46684801e+08
-# HELP backi_worker_state 1 for each state a loop of the worker is in, else 0.
+# HELP backi_worker_state How many loops of the worker are in each state.
 # TYPE backi_worker_state gauge
 backi_worker_state{state="backing off",worker="mailer"} 0
+backi_worker_state{state="campaigning",worker="mailer"} 0
 backi_worker_state{state="idle",worker="mailer"} 0
 backi_worker_state{state="running",worker="mailer"} 0
 backi_worker_state{state="stuck",worker="mailer"} 0
@@ -93,9 +94,10 @@ func TestStateWhileRunning(t *testing.T) {
 		go func() { done <- w.Run(ctx) }()
 		synctest.Wait()
 		want := `
-# HELP backi_worker_state 1 for each state a loop of the worker is in, else 0.
+# HELP backi_worker_state How many loops of the worker are in each state.
 # TYPE backi_worker_state gauge
 backi_worker_state{state="backing off",worker="poller"} 0
+backi_worker_state{state="campaigning",worker="poller"} 0
 backi_worker_state{state="idle",worker="poller"} 1
 backi_worker_state{state="running",worker="poller"} 0
 backi_worker_state{state="stuck",worker="poller"} 0
