@@ -9,9 +9,9 @@ import (
 )
 
 // ErrGoexit is the failure of a turn during which user code called
-// runtime.Goexit (as t.FailNow does) on a goroutine the worker started: the
-// turn's cleanups run, the turn counts as a failure, and the loop goes on
-// after the failure's wait.
+// runtime.Goexit (as t.FailNow does) on a loop's goroutine: the turn's
+// cleanups run, the turn counts as a failure, and the worker ends with an
+// error matching ErrGoexit (see Worker.Run for the goroutine that calls Run).
 var ErrGoexit = errors.New("backi: runtime.Goexit called")
 
 // call runs fn(ctx), turning a panic into a *PanicError.

@@ -3,13 +3,14 @@ package backi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
 
-// A lane is one loop of a worker (see WithConcurrency). It runs on a
-// goroutine of its own, alone owns its slot's state, its attempt counter and
-// its timer, and runs turns when its pacer says.
+// A lane is one loop of a worker (see WithConcurrency). It alone owns its
+// slot's state, its attempt counter and its timer, and runs turns when its
+// pacer says.
 type lane struct {
 	r     *run
 	w     *Worker
@@ -22,89 +23,70 @@ type lane struct {
 	timer   *time.Timer // for the loop's waits, made on the first one
 	attempt int         // consecutive failures
 	scope   Scope
-
-	// Set when the lane's goroutine ends: restart when a callback called
-	// runtime.Goexit and the loop goes on, after hold; else err, its result.
-	restart bool
-	hold    time.Duration
-	err     error
-
-	goexitCleanup error // of the scope released as a turn called runtime.Goexit
+	goexit  error // the cleanups' errors of a turn ended by runtime.Goexit
+	err     error // the loop's result, once run has returned
 }
 
-// start runs the lane on a goroutine of its own, and sends it on ended when
-// that goroutine ends, however it ends.
-func (l *lane) start(ctx context.Context, ended chan<- *lane) {
-	l.ctx, l.done = ctx, ctx.Done()
-	l.restart, l.err = false, nil
-	go func() {
-		defer func() { ended <- l }()
-		normal := false
-		defer func() {
-			l.stopTimer()
-			if !normal {
-				l.exited()
-			}
-		}()
-		l.err = l.drive()
-		normal = true
+// run runs the loop until it ends, with its result in l.err. Should a
+// callback on the loop's goroutine call runtime.Goexit, the worker ends: the
+// turn in flight fails with ErrGoexit, after its cleanups, and that is the
+// result, although Go then ends the goroutine (see Worker.Run).
+func (l *lane) run() {
+	normal := false
+	defer func() {
+		l.stopTimer()
+		if !normal {
+			l.err = l.exited()
+		}
 	}()
+	l.err = l.drive()
+	normal = true
 }
 
-// exited handles the end of a lane's goroutine by runtime.Goexit, from a
-// callback on it: the turn in flight fails with ErrGoexit, and the loop goes
-// on after the failure's wait, on a new goroutine.
-func (l *lane) exited() {
-	l.restart, l.hold = true, DefaultBackoffMin // in case what follows calls Goexit too
-	t := turnResult{res: ResultFailure, err: errors.Join(ErrGoexit, l.goexitCleanup), end: time.Now()}
-	l.goexitCleanup = nil
-	if stop, err := l.settle(&t); stop {
-		l.restart, l.err = false, err
-		return
-	}
-	l.hold = t.wait
+// exited records the failure of a turn ended by runtime.Goexit, and returns
+// the worker's error.
+func (l *lane) exited() error {
+	err := errors.Join(ErrGoexit, l.goexit)
+	l.goexit = nil
+	l.attempt++
+	l.fail(err, nil, time.Now())
+	return fmt.Errorf("backi: worker %q: %w", l.w.name, err)
 }
 
 // drive runs turns when the lane's pacer says, until the loop's context ends
 // or the worker must end, and returns the loop's result.
 func (l *lane) drive() error {
-	if l.hold > 0 {
-		l.setState(StateBackingOff)
-		if l.wait(time.Now().Add(l.hold), false) == waitDone {
-			return nil
-		}
-		l.hold = 0
-	}
 	for !isDone(l.done) {
 		s := l.pace.next(l)
 		if s.end {
 			return s.err
 		}
-		if !s.at.IsZero() {
-			l.setState(s.state)
-			switch l.wait(s.at, s.wakeable) {
-			case waitDone:
-				return nil
-			case waitWoken:
-				s.woken = true
-			}
+		if l.await(s) == waitDone {
+			return nil
 		}
 		if s.retry {
 			continue
 		}
-		t := l.turn(s)
-		switch t.res {
-		case ResultShutdown:
-			return nil
-		case ResultStopped:
-			return t.err
-		}
-		if stop, err := l.settle(&t); stop {
+		t := l.begin(s.due, s.woken)
+		it, err := l.iterate(t.ctx)
+		if stop, err := l.end(&t, s, it, err); stop {
 			return err
 		}
-		l.pace.ended(l, s, t)
 	}
 	return nil
+}
+
+// await waits until the start of step s, if it has one, and notes in s
+// whether Wake ended the wait.
+func (l *lane) await(s *step) waitResult {
+	s.woken = false
+	if s.at.IsZero() {
+		return waitElapsed
+	}
+	l.setState(s.state)
+	res := l.wait(s.at, s.wakeable)
+	s.woken = res == waitWoken
+	return res
 }
 
 // turnResult is how one turn went.
@@ -116,44 +98,93 @@ type turnResult struct {
 	wait time.Duration
 }
 
-// turn runs one iteration: the turn's bookkeeping around iterate.
-func (l *lane) turn(s step) turnResult {
-	r, sl := l.r, l.sl
+// A turn runs one iteration in three steps: begin, iterate and end.
+type turn struct {
+	ctx   context.Context // the iteration's
+	ev    IterationEvent
+	debug bool // whether the logger takes Debug records
+}
+
+// begin starts a turn: the scheduled run due at due if due is not zero, or
+// one that Wake asked for. It records the start and makes the iteration's
+// context.
+func (l *lane) begin(due time.Time, woken bool) turn {
 	start := time.Now()
-	sl.started.Store(start.UnixNano())
+	l.sl.started.Store(start.UnixNano())
 	l.setState(StateRunning)
-	debug := r.log.Enabled(l.ctx, slog.LevelDebug)
-	var seq uint64
-	if debug || r.obs != nil {
-		seq = sl.count() + 1
+	t := turn{debug: l.r.log.Enabled(l.ctx, slog.LevelDebug)}
+	t.ev = l.event(start, t.debug)
+	if t.debug {
+		l.logStarted(t.ev)
 	}
-	if debug {
-		r.log.LogAttrs(l.ctx, slog.LevelDebug, "iteration started", slog.Int("loop", l.index), slog.Uint64("iteration", seq))
-	}
-	ctx := l.ctx
-	switch {
-	case s.woken && !s.due.IsZero():
-		r.log.LogAttrs(ctx, slog.LevelInfo, "run on Wake", slog.Time("next", s.due))
-	case !s.due.IsZero():
-		r.log.LogAttrs(ctx, slog.LevelInfo, "scheduled run", slog.Time("due", s.due), slog.Duration("late", start.Sub(s.due)))
-		ctx = context.WithValue(ctx, dueKey{}, s.due)
-	}
-	ev := IterationEvent{Worker: l.w.name, Loop: l.index, Iteration: seq, Start: start}
-	if r.obs != nil {
-		ctx = r.obs.IterationStart(ctx, ev)
-	}
-	it, err := l.iterate(ctx)
+	t.ctx = l.iterationContext(t.ev, due, woken)
+	return t
+}
+
+// end finishes the turn t of step s, whose iteration returned err: it
+// counts the turn, handles a failure and tells the pacer. It reports whether
+// the loop ends instead, and with which error.
+func (l *lane) end(t *turn, s *step, it Iteration, err error) (bool, error) {
 	res, rerr := l.outcome(err)
 	end := time.Now()
-	if debug {
-		r.log.LogAttrs(l.ctx, slog.LevelDebug, "iteration finished", slog.Int("loop", l.index), slog.Uint64("iteration", seq),
-			slog.Duration("duration", end.Sub(start)), slog.String("result", res.String()), slog.Any("err", err))
+	d := end.Sub(t.ev.Start)
+	if t.debug {
+		l.logFinished(t.ev, res, d, err)
 	}
 	l.count(res, end)
-	if r.obs != nil {
-		r.obs.IterationEnd(ctx, ev, IterationResult{Result: res, Err: err, Duration: end.Sub(start)})
+	if obs := l.r.obs; obs != nil {
+		obs.IterationEnd(t.ctx, t.ev, IterationResult{Result: res, Err: err, Duration: d})
 	}
-	return turnResult{res: res, err: rerr, end: end, it: it}
+	switch res {
+	case ResultShutdown:
+		return true, nil
+	case ResultStopped:
+		return true, rerr
+	}
+	tr := turnResult{res: res, err: rerr, end: end, it: it}
+	if stop, err := l.settle(&tr); stop {
+		return true, err
+	}
+	l.pace.ended(l, s, tr)
+	return false, nil
+}
+
+// event describes the iteration that starts at start, for the observer and
+// the debug log; its number is counted only for them.
+func (l *lane) event(start time.Time, debug bool) IterationEvent {
+	ev := IterationEvent{Worker: l.w.name, Loop: l.index, Start: start}
+	if debug || l.r.obs != nil {
+		ev.Iteration = l.sl.count() + 1
+	}
+	return ev
+}
+
+// iterationContext returns the context of the iteration ev: the loop's, with
+// the due time of a scheduled run, and what the observer adds. It logs a
+// scheduled run, and a run Wake asked for in a periodic worker.
+func (l *lane) iterationContext(ev IterationEvent, due time.Time, woken bool) context.Context {
+	ctx, log := l.ctx, l.r.log
+	switch {
+	case due.IsZero():
+	case woken:
+		log.LogAttrs(ctx, slog.LevelInfo, "run on Wake", slog.Time("next", due))
+	default:
+		log.LogAttrs(ctx, slog.LevelInfo, "scheduled run", slog.Time("due", due), slog.Duration("late", ev.Start.Sub(due)))
+		ctx = context.WithValue(ctx, dueKey{}, due)
+	}
+	if l.r.obs != nil {
+		ctx = l.r.obs.IterationStart(ctx, ev)
+	}
+	return ctx
+}
+
+func (l *lane) logStarted(ev IterationEvent) {
+	l.r.log.LogAttrs(l.ctx, slog.LevelDebug, "iteration started", slog.Int("loop", l.index), slog.Uint64("iteration", ev.Iteration))
+}
+
+func (l *lane) logFinished(ev IterationEvent, res Result, d time.Duration, err error) {
+	l.r.log.LogAttrs(l.ctx, slog.LevelDebug, "iteration finished", slog.Int("loop", l.index), slog.Uint64("iteration", ev.Iteration),
+		slog.Duration("duration", d), slog.String("result", res.String()), slog.Any("err", err))
 }
 
 // iterate runs the turn's iteration under ctx: fn, or a Continuous build and
@@ -198,7 +229,7 @@ func (l *lane) buildAndRun(ctx context.Context) (it Iteration, err error) {
 	normal := false
 	defer func() {
 		if !normal {
-			l.goexitCleanup = l.scope.release(l.ctx, l.w.cfg.cleanupTimeout, l.r.log)
+			l.goexit = l.scope.release(l.ctx, l.w.cfg.cleanupTimeout, l.r.log)
 		}
 	}()
 	it, err = protect(func() (Iteration, error) { return l.w.build(ctx, &l.scope) })

@@ -6,12 +6,12 @@ import "time"
 // wait, or at a scheduled time. A lane asks next before each turn and tells
 // ended how the turn went.
 type pacer interface {
-	next(l *lane) step
-	ended(l *lane, s step, t turnResult)
+	next(l *lane) *step
+	ended(l *lane, s *step, t turnResult)
 }
 
 // step is a pacer's answer: when the next turn starts, and how the lane
-// waits until then.
+// waits until then. The pacer owns it; the lane only notes woken.
 type step struct {
 	at       time.Time // when the turn starts; zero for at once
 	state    State     // the lane's state while it waits
@@ -40,9 +40,9 @@ type continuous struct {
 	then step
 }
 
-func (p *continuous) next(*lane) step { return p.then }
+func (p *continuous) next(*lane) *step { return &p.then }
 
-func (p *continuous) ended(_ *lane, _ step, t turnResult) {
+func (p *continuous) ended(_ *lane, _ *step, t turnResult) {
 	switch t.res {
 	case ResultSuccess:
 		p.idle, p.then = 0, step{}

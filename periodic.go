@@ -27,11 +27,11 @@ type scheduled struct {
 	again    bool // the schedule is to be asked again: then's wait was for that
 }
 
-func (p *scheduled) next(l *lane) step {
+func (p *scheduled) next(l *lane) *step {
 	switch {
 	case !p.known:
-		if s, ok := p.first(l); !ok {
-			return s
+		if !p.first(l) {
+			return &p.then
 		}
 	case p.again:
 		p.again = false
@@ -46,14 +46,14 @@ func (p *scheduled) next(l *lane) step {
 	case p.due.IsZero():
 		l.sl.setNextRun(time.Time{})
 		l.r.log.LogAttrs(l.ctx, slog.LevelInfo, "schedule has no further runs")
-		return step{end: true}
+		p.then = step{end: true}
 	default:
 		l.sl.setNextRun(cmp.Or(p.then.at, p.due))
 	}
-	return p.then
+	return &p.then
 }
 
-func (p *scheduled) ended(l *lane, s step, t turnResult) {
+func (p *scheduled) ended(l *lane, s *step, t turnResult) {
 	if s.woken || s.retry {
 		return // an extra run: the schedule stays as it was
 	}
@@ -99,15 +99,15 @@ func (p *scheduled) plan(l *lane, due time.Time, ok bool, now time.Time) {
 // last completed run in the store, else (the first start ever, which it
 // records) the schedule's next. Runs missed while the worker was down make
 // one run due now, unless WithSkipMissed. A store that cannot be read is a
-// failure of the lane, retried after its wait; ok is false then, and s is
-// what the lane does.
-func (p *scheduled) first(l *lane) (s step, ok bool) {
+// failure of the lane, retried after its wait; first reports false then,
+// and p.then is what the lane does.
+func (p *scheduled) first(l *lane) bool {
 	c := p.c
 	now := time.Now()
 	if c.runAtStart {
 		p.known, p.due = true, now
 		p.then = step{state: StateIdle, due: now}
-		return step{}, true
+		return true
 	}
 	last, err := l.lastRun()
 	now = time.Now()
@@ -115,9 +115,11 @@ func (p *scheduled) first(l *lane) (s step, ok bool) {
 		l.sl.started.Store(now.UnixNano()) // for the failure record's duration
 		t := turnResult{res: ResultFailure, err: err, end: now}
 		if stop, err := l.settle(&t); stop {
-			return step{end: true, err: err}, false
+			p.then = step{end: true, err: err}
+			return false
 		}
-		return step{at: now.Add(t.wait), state: StateBackingOff, retry: true}, false
+		p.then = step{at: now.Add(t.wait), state: StateBackingOff, retry: true}
+		return false
 	}
 	p.known = true
 	if last.IsZero() {
@@ -128,7 +130,7 @@ func (p *scheduled) first(l *lane) (s step, ok bool) {
 		}
 		next, ok := p.ask(l, now, now, true)
 		p.plan(l, next, ok, now)
-		return step{}, true
+		return true
 	}
 	next, ok := p.ask(l, last, last, true)
 	switch {
@@ -141,7 +143,7 @@ func (p *scheduled) first(l *lane) (s step, ok bool) {
 		next, ok = p.after(l, last, now)
 	}
 	p.plan(l, next, ok, now)
-	return step{}, true
+	return true
 }
 
 // after returns the run that follows the one due at due, which ended at end

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -115,9 +116,13 @@ func (w *Worker) check() error {
 // iteration runs, an error naming the option when the configuration is
 // invalid or Run is already running.
 //
-// Iterations run on goroutines of their own that Run waits for, so that even
-// an iteration that calls runtime.Goexit (as t.FailNow does) ends only its
-// turn, as a failure matching ErrGoexit.
+// A worker with one loop runs it on the goroutine that calls Run; with
+// WithConcurrency, each loop has a goroutine of its own, which Run waits for.
+// An iteration (or another callback on a loop's goroutine) that calls
+// runtime.Goexit, as t.FailNow does, ends the worker: its turn fails with
+// ErrGoexit after its cleanups ran, and Run returns that error; but on the
+// goroutine that called Run, Go ends the goroutine instead, so Run does not
+// return (a Host running the worker reports the error).
 func (w *Worker) Run(ctx context.Context) (err error) {
 	if err := w.check(); err != nil {
 		return err
@@ -128,16 +133,21 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	// The lifecycle's last store ends Run, after everything it started has
 	// returned, even if a callback on this goroutine calls runtime.Goexit:
 	// from then on another Run may begin.
-	final := StateFailed
+	final, normal := StateFailed, false
 	defer func() { w.stats.lifecycle.Store(int32(final)) }()
 	r := w.newRun(ctx)
+	defer func() {
+		if !normal { // runtime.Goexit
+			r.stopped(fmt.Errorf("backi: worker %q: %w", w.name, ErrGoexit))
+		}
+	}()
 	r.started()
 	if w.cfg.elector != nil {
 		err = r.lead()
 	} else {
 		_, err = r.runLanes(ctx, nil)
 	}
-	final = r.stopped(err)
+	final, normal = r.stopped(err), true
 	return err
 }
 
@@ -180,8 +190,11 @@ func (w *Worker) newRun(ctx context.Context) *run {
 	return r
 }
 
+// started logs the start of the Run.
 func (r *run) started() {
-	r.log.LogAttrs(r.ctx, slog.LevelInfo, "worker started", slog.Int("concurrency", len(r.lanes)))
+	if r.log.Enabled(r.ctx, slog.LevelInfo) {
+		r.log.LogAttrs(r.ctx, slog.LevelInfo, "worker started", slog.Int("concurrency", len(r.lanes)))
+	}
 }
 
 // stopped reports the end of a Run that returns err, and returns the state
@@ -195,51 +208,96 @@ func (r *run) stopped(err error) State {
 	for _, l := range r.lanes {
 		l.setState(state)
 	}
-	attrs := []slog.Attr{slog.Duration("ran", time.Since(r.began))}
-	if err != nil {
-		attrs = append(attrs, slog.Any("err", err))
+	if r.log.Enabled(r.ctx, level) {
+		r.logStopped(level, err)
 	}
-	r.log.LogAttrs(r.ctx, level, "worker stopped", attrs...)
 	return state
+}
+
+func (r *run) logStopped(level slog.Level, err error) {
+	ran := slog.Duration("ran", time.Since(r.began))
+	if err != nil {
+		r.log.LogAttrs(r.ctx, level, "worker stopped", ran, slog.Any("err", err))
+		return
+	}
+	r.log.LogAttrs(r.ctx, level, "worker stopped", ran)
 }
 
 // runLanes runs the worker's loops until ctx is done, lost is closed (then
 // it reports lost: leadership was lost) or one of the loops ends the worker,
-// and returns Run's result. It watches for stuck iterations while they run.
+// and returns Run's result. A lone loop runs on the caller's goroutine;
+// several run on goroutines of their own, and the first to end the worker
+// ends the others.
 func (r *run) runLanes(ctx context.Context, lost <-chan struct{}) (wasLost bool, err error) {
-	lctx, cancel := context.WithCancelCause(ctx)
+	lctx, cancel := ctx, noCancel
+	if len(r.lanes) > 1 || lost != nil {
+		lctx, cancel = context.WithCancelCause(ctx)
+	}
+	var watchers sync.WaitGroup
+	defer watchers.Wait()
 	defer cancel(nil)
-	ended := make(chan *lane, len(r.lanes))
-	for _, l := range r.lanes {
-		l.pace = r.w.newPacer()
-		l.start(lctx, ended)
+	if lost != nil {
+		watchers.Go(func() {
+			select {
+			case <-lost:
+				cancel(ErrLeadershipLost)
+			case <-lctx.Done():
+			}
+		})
 	}
-	var tick <-chan time.Time
 	if r.stuck > 0 {
-		t := time.NewTicker(max(r.stuck/10, time.Millisecond))
-		defer t.Stop()
-		tick = t.C
+		stop := make(chan struct{})
+		defer close(stop)
+		watchers.Go(func() { r.watchStuck(stop) })
 	}
-	for left := len(r.lanes); left > 0; {
+	for _, l := range r.lanes {
+		l.ctx, l.done, l.pace = lctx, lctx.Done(), r.w.newPacer()
+	}
+	if len(r.lanes) == 1 {
+		r.lanes[0].run()
+		err = r.lanes[0].err
+	} else {
+		err = r.fanOut(cancel)
+	}
+	return lost != nil && context.Cause(lctx) == ErrLeadershipLost, err
+}
+
+// noCancel is the cancel function of a context that needs none.
+func noCancel(error) {}
+
+// fanOut runs each of the worker's loops on a goroutine of its own, and
+// returns the error of the first of them, in order, that ended with one. The first loop to end
+// cancels the others.
+func (r *run) fanOut(cancel context.CancelCauseFunc) error {
+	var wg sync.WaitGroup
+	for _, l := range r.lanes {
+		wg.Go(func() {
+			defer cancel(nil) // even after runtime.Goexit
+			l.run()
+		})
+	}
+	wg.Wait()
+	for _, l := range r.lanes {
+		if l.err != nil {
+			return l.err
+		}
+	}
+	return nil
+}
+
+// watchStuck reports the iterations that run longer than the stuck
+// threshold, until stop is closed.
+func (r *run) watchStuck(stop <-chan struct{}) {
+	t := time.NewTicker(max(r.stuck/10, time.Millisecond))
+	defer t.Stop()
+	for {
 		select {
-		case l := <-ended:
-			if l.restart {
-				l.start(lctx, ended)
-				continue
-			}
-			left--
-			if err == nil {
-				err = l.err
-			}
-			cancel(nil) // one loop's end is the worker's end
-		case <-lost:
-			lost, wasLost = nil, true
-			cancel(ErrLeadershipLost)
-		case now := <-tick:
+		case <-stop:
+			return
+		case now := <-t.C:
 			r.checkStuck(now)
 		}
 	}
-	return wasLost, err
 }
 
 // checkStuck reports the iterations that have run longer than the stuck
