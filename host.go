@@ -222,21 +222,55 @@ func (h *Host) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		h.state.Store(int32(HostStopped))
-		h.mu.Lock()
-		h.running = false
-		h.mu.Unlock()
-	}()
-	log := cfg.logger
+	defer h.release()
 	if len(cfg.signals) > 0 {
 		var stop context.CancelFunc
 		ctx, stop = signal.NotifyContext(ctx, cfg.signals...)
 		defer stop()
 	}
 
-	// The services' context ends only when the host says so, after draining.
-	base := context.WithValue(context.WithoutCancel(ctx), loggerKey{}, log)
+	r := launch(ctx, cfg, services)
+	defer r.cancel(nil)
+	h.state.Store(int32(HostRunning))
+	cfg.logger.LogAttrs(ctx, slog.LevelInfo, "host started", slog.Int("services", len(services)))
+	cause := r.awaitStop(ctx)
+	if r.left == 0 {
+		cfg.logger.LogAttrs(ctx, slog.LevelInfo, "host stopped", slog.Duration("shutdown", 0))
+		return cause
+	}
+
+	h.state.Store(int32(HostStopping))
+	begun := time.Now()
+	err = errors.Join(cause, r.shutdown(ctx))
+	r.report(ctx, err, time.Since(begun))
+	return err
+}
+
+// release ends the Run that start claimed.
+func (h *Host) release() {
+	h.state.Store(int32(HostStopped))
+	h.mu.Lock()
+	h.running = false
+	h.mu.Unlock()
+}
+
+// A hostRun is one Run of a Host: the services, which of them still run, and
+// the context they run under.
+type hostRun struct {
+	cfg      hostConfig
+	services []hosted
+	results  chan result
+	alive    []bool
+	left     int                     // how many services are alive
+	cancel   context.CancelCauseFunc // ends the services' context
+	errs     []error                 // what went wrong during shutdown
+}
+
+// launch starts every service on a goroutine of its own, under a context
+// that carries the host's logger, observer and stuck threshold and ends only
+// when the host cancels it.
+func launch(ctx context.Context, cfg hostConfig, services []hosted) *hostRun {
+	base := context.WithValue(context.WithoutCancel(ctx), loggerKey{}, cfg.logger)
 	if cfg.stuckAfter > 0 {
 		base = context.WithValue(base, stuckKey{}, cfg.stuckAfter)
 	}
@@ -244,119 +278,140 @@ func (h *Host) Run(ctx context.Context) error {
 		base = context.WithValue(base, observerKey{}, cfg.observer)
 	}
 	svcCtx, cancel := context.WithCancelCause(base)
-	defer cancel(nil)
-	results := make(chan result, len(services))
-	alive := make([]bool, len(services))
-	for i, s := range services {
-		alive[i] = true
-		go func() { results <- result{i, runService(svcCtx, s)} }()
+	r := &hostRun{
+		cfg:      cfg,
+		services: services,
+		results:  make(chan result, len(services)),
+		alive:    make([]bool, len(services)),
+		left:     len(services),
+		cancel:   cancel,
 	}
-	left := len(services)
-	h.state.Store(int32(HostRunning))
-	log.LogAttrs(ctx, slog.LevelInfo, "host started", slog.Int("services", left))
+	for i, s := range services {
+		r.alive[i] = true
+		go func() { r.results <- result{i, runService(svcCtx, s)} }()
+	}
+	return r
+}
 
-	var cause error // why the host stops, when a service made it
-	for requested := false; !requested && cause == nil && left > 0; {
+// awaitStop waits until ctx is done (a requested stop or a signal), a
+// service's end stops the host, or every service has ended. It returns the
+// error of the service that stopped the host, if one did.
+func (r *hostRun) awaitStop(ctx context.Context) error {
+	log := r.cfg.logger
+	for r.left > 0 {
 		select {
 		case <-ctx.Done():
-			requested = true
 			log.LogAttrs(ctx, slog.LevelInfo, "host stopping", slog.String("reason", context.Cause(ctx).Error()))
-		case r := <-results:
-			left--
-			alive[r.i] = false
-			name := services[r.i].Name()
-			if stopsHost(services[r.i], r.err) {
-				cause = fmt.Errorf("backi: service %q: %w", name, r.err)
-				log.LogAttrs(ctx, slog.LevelError, "host stopping", slog.String("reason", "service ended"), slog.String("service", name), slog.Any("err", r.err))
-			} else {
-				logEnd(ctx, log, name, r.err)
+			return nil
+		case res := <-r.results:
+			s := r.ended(res)
+			if stopsHost(s, res.err) {
+				log.LogAttrs(ctx, slog.LevelError, "host stopping", slog.String("reason", "service ended"), slog.String("service", s.Name()), slog.Any("err", res.err))
+				return fmt.Errorf("backi: service %q: %w", s.Name(), res.err)
 			}
+			logEnd(ctx, log, s.Name(), res.err)
 		}
 	}
-	if left == 0 {
-		log.LogAttrs(ctx, slog.LevelInfo, "host stopped", slog.Duration("shutdown", 0))
-		return cause
-	}
+	return nil
+}
 
-	h.state.Store(int32(HostStopping))
-	begun := time.Now()
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
+// ended records the end of a service and returns it.
+func (r *hostRun) ended(res result) hosted {
+	r.left--
+	r.alive[res.i] = false
+	return r.services[res.i]
+}
+
+// collect records the end of a service during shutdown.
+func (r *hostRun) collect(ctx context.Context, res result) {
+	s := r.ended(res)
+	logEnd(ctx, r.cfg.logger, s.Name(), res.err)
+	if res.err != nil {
+		r.errs = append(r.errs, fmt.Errorf("backi: service %q: %w", s.Name(), res.err))
+	}
+}
+
+// shutdown stops the services still running within the shutdown timeout: it
+// drains those that can drain, then cancels the others' context and waits
+// for them. It returns what went wrong, a *ShutdownError among it when
+// something outlived the timeout.
+func (r *hostRun) shutdown(ctx context.Context) error {
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.shutdownTimeout)
 	defer scancel()
-	var errs []error
-	if cause != nil {
-		errs = append(errs, cause)
-	}
-
-	// Stage 1: drain the services that can drain, concurrently.
-	var drains sync.WaitGroup
-	var drainErrs []error
-	var drainMu sync.Mutex
-	for i, s := range services {
-		d, ok := s.Service.(drainer)
-		if !alive[i] || !ok {
-			continue
-		}
-		drains.Go(func() {
-			if err := d.Shutdown(sctx); err != nil {
-				drainMu.Lock()
-				drainErrs = append(drainErrs, fmt.Errorf("backi: service %q: shutdown: %w", s.Name(), err))
-				drainMu.Unlock()
-			}
-		})
-	}
-	drained := make(chan struct{})
-	go func() { drains.Wait(); close(drained) }()
-	collect := func(r result) {
-		left--
-		alive[r.i] = false
-		logEnd(ctx, log, services[r.i].Name(), r.err)
-		if r.err != nil {
-			errs = append(errs, fmt.Errorf("backi: service %q: %w", services[r.i].Name(), r.err))
-		}
-	}
+	drained, drainErrs := r.drain(sctx)
 	for waiting := true; waiting; {
 		select {
 		case <-drained:
 			waiting = false
-		case r := <-results:
-			collect(r)
+		case res := <-r.results:
+			r.collect(ctx, res)
 		case <-sctx.Done():
 			waiting = false
 		}
 	}
-
-	// Stage 2: cancel everything else and wait for it.
-	cancel(errors.New("backi: host stopping"))
-	for timedOut := false; !timedOut && left > 0; {
+	r.cancel(errors.New("backi: host stopping"))
+	for timedOut := false; !timedOut && r.left > 0; {
 		select {
-		case r := <-results:
-			collect(r)
+		case res := <-r.results:
+			r.collect(ctx, res)
 		case <-sctx.Done():
 			timedOut = true
 		}
 	}
 	select {
 	case <-drained:
-		errs = append(errs, drainErrs...)
+		r.errs = append(r.errs, *drainErrs...)
 	default:
 	}
-	if left > 0 {
-		var names []string
-		for i, s := range services {
-			if alive[i] {
-				names = append(names, s.Name())
-			}
+	if r.left > 0 {
+		r.errs = append(r.errs, &ShutdownError{Timeout: r.cfg.shutdownTimeout, Running: r.running()})
+	}
+	return errors.Join(r.errs...)
+}
+
+// drain calls Shutdown on each running service that has one, concurrently.
+// The channel closes once every Shutdown has returned; their errors are in
+// the slice from then on.
+func (r *hostRun) drain(ctx context.Context) (<-chan struct{}, *[]error) {
+	var drains sync.WaitGroup
+	var errs []error
+	var mu sync.Mutex
+	for i, s := range r.services {
+		d, ok := s.Service.(drainer)
+		if !r.alive[i] || !ok {
+			continue
 		}
-		errs = append(errs, &ShutdownError{Timeout: cfg.shutdownTimeout, Running: names})
+		drains.Go(func() {
+			if err := d.Shutdown(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("backi: service %q: shutdown: %w", s.Name(), err))
+				mu.Unlock()
+			}
+		})
 	}
-	err = errors.Join(errs...)
-	took := time.Since(begun)
+	drained := make(chan struct{})
+	go func() { drains.Wait(); close(drained) }()
+	return drained, &errs
+}
+
+// running names the services still alive.
+func (r *hostRun) running() []string {
+	var names []string
+	for i, s := range r.services {
+		if r.alive[i] {
+			names = append(names, s.Name())
+		}
+	}
+	return names
+}
+
+// report logs the end of the shutdown, which took took and ended with err.
+func (r *hostRun) report(ctx context.Context, err error, took time.Duration) {
 	if err != nil {
-		log.LogAttrs(ctx, slog.LevelError, "host stopped", slog.Duration("shutdown", took), slog.Any("err", err))
-	} else {
-		log.LogAttrs(ctx, slog.LevelInfo, "host stopped", slog.Duration("shutdown", took))
+		r.cfg.logger.LogAttrs(ctx, slog.LevelError, "host stopped", slog.Duration("shutdown", took), slog.Any("err", err))
+		return
 	}
-	return err
+	r.cfg.logger.LogAttrs(ctx, slog.LevelInfo, "host stopped", slog.Duration("shutdown", took))
 }
 
 // ShutdownError names the services that were still running when the host's
