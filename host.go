@@ -32,6 +32,12 @@ type Service interface {
 	Run(ctx context.Context) error
 }
 
+// ErrHostStopping is the cause with which a Host cancels its services'
+// context when it stops them, so that an iteration can tell the host's
+// shutdown from other ends of its context with
+// errors.Is(context.Cause(ctx), backi.ErrHostStopping).
+var ErrHostStopping = errors.New("backi: host stopping")
+
 type drainer interface {
 	Shutdown(ctx context.Context) error
 }
@@ -349,7 +355,7 @@ func (r *hostRun) shutdown(ctx context.Context) error {
 			waiting = false
 		}
 	}
-	r.cancel(errors.New("backi: host stopping"))
+	r.cancel(ErrHostStopping)
 	for timedOut := false; !timedOut && r.left > 0; {
 		select {
 		case res := <-r.results:

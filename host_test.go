@@ -357,3 +357,24 @@ func signalChild() {
 		os.Exit(3)
 	}
 }
+
+func TestHostCancelsItsServicesWithErrHostStopping(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		causes := make(chan error, 1)
+		w := backi.Loop("w", func(ctx context.Context) error {
+			<-ctx.Done()
+			causes <- context.Cause(ctx)
+			return nil
+		})
+		h := quietHost()
+		h.Add(w)
+		time.AfterFunc(time.Second, cancel)
+		if err := h.Run(ctx); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		if cause := <-causes; !errors.Is(cause, backi.ErrHostStopping) {
+			t.Fatalf("the iteration's context ended with cause %v, want ErrHostStopping", cause)
+		}
+	})
+}
