@@ -178,7 +178,23 @@ func (h *Host) config() (hostConfig, error) {
 	return c, nil
 }
 
+// start claims the host for one Run and checks its services, none of which
+// it calls while it holds the lock. A failed check releases the claim.
 func (h *Host) start() ([]hosted, error) {
+	services, err := h.claim()
+	if err != nil {
+		return nil, err
+	}
+	if err := check(services); err != nil {
+		h.mu.Lock()
+		h.running = false
+		h.mu.Unlock()
+		return nil, err
+	}
+	return services, nil
+}
+
+func (h *Host) claim() ([]hosted, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.running {
@@ -187,19 +203,36 @@ func (h *Host) start() ([]hosted, error) {
 	if len(h.services) == 0 {
 		return nil, errors.New("backi: host has no services")
 	}
+	h.running = true
+	return slices.Clone(h.services), nil
+}
+
+// A checker reports its configuration error, if any, without running.
+// *Worker and the service HTTPServer returns are checkers.
+type checker interface{ check() error }
+
+// check reports the first service that is nil, is misconfigured or shares
+// another's name, so that a host with one invalid service starts none.
+func check(services []hosted) error {
 	seen := make(map[string]bool)
-	for i, s := range h.services {
+	for i, s := range services {
 		if s.Service == nil {
-			return nil, fmt.Errorf("backi: host: service #%d is nil", i+1)
+			return fmt.Errorf("backi: host: service #%d is nil", i+1)
 		}
 		name := s.Name()
+		if c, ok := s.Service.(checker); ok {
+			if err := c.check(); err != nil && name == "" {
+				return fmt.Errorf("backi: host: service #%d: %w", i+1, err)
+			} else if err != nil {
+				return fmt.Errorf("backi: host: service %q: %w", name, err)
+			}
+		}
 		if seen[name] {
-			return nil, fmt.Errorf("backi: host: two services are named %q", name)
+			return fmt.Errorf("backi: host: two services are named %q", name)
 		}
 		seen[name] = true
 	}
-	h.running = true
-	return slices.Clone(h.services), nil
+	return nil
 }
 
 type result struct {

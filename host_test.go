@@ -378,3 +378,34 @@ func TestHostCancelsItsServicesWithErrHostStopping(t *testing.T) {
 		}
 	})
 }
+
+func TestHostChecksEveryServiceBeforeStartingAny(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		bad  backi.Service
+		want string
+	}{
+		{"misconfigured", backi.Loop("bad", func(ctx context.Context) error { return nil }, backi.WithConcurrency(0)),
+			`backi: host: service "bad": backi: worker "bad": WithConcurrency(0)`},
+		{"zero", new(backi.Worker), "backi: host: service #2: backi: the Worker was not made by Loop or Continuous"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var started atomic.Bool
+				good := backi.Loop("good", func(ctx context.Context) error {
+					started.Store(true)
+					<-ctx.Done()
+					return nil
+				})
+				h := quietHost()
+				h.Add(good, c.bad)
+				if err := h.Run(t.Context()); err == nil || !strings.HasPrefix(err.Error(), c.want) {
+					t.Fatalf("Run = %v, want %q", err, c.want)
+				}
+				if started.Load() || good.Status().State != backi.StateNew || h.State() != backi.HostNew {
+					t.Fatalf("the host started something: good ran %v, is %v; host %v", started.Load(), good.Status().State, h.State())
+				}
+			})
+		})
+	}
+}
