@@ -495,27 +495,67 @@ func runService(ctx context.Context, s Service) (err error) {
 // accepting connections and waits for the requests in flight to finish; when
 // the host's timeout passes first it closes the remaining connections. Its
 // name is "http" followed by srv.Addr.
+//
+// An *http.Server cannot serve again once it has been shut down: running the
+// service again after a shutdown, or after srv was shut down by other means,
+// returns an error, and the host needs a new *http.Server. Host.Run reports
+// a nil srv before anything starts.
 func HTTPServer(srv *http.Server) Service { return &httpServer{srv: srv} }
 
-type httpServer struct{ srv *http.Server }
+type httpServer struct {
+	srv *http.Server
 
-func (s *httpServer) Name() string { return "http " + s.srv.Addr }
+	mu    sync.Mutex
+	state httpState
+}
+
+// httpState is where the service's server is in its life: it serves once.
+type httpState int
+
+const (
+	httpIdle          httpState = iota // not served yet, or it could not listen
+	httpServing                        // Run is running
+	httpShutBeforeRun                  // Shutdown came first: Run returns nil at once
+	httpShut                           // shut down, by Shutdown or by other means
+)
+
+var errNilServer = errors.New("backi: HTTPServer(nil): server is nil")
+
+func (s *httpServer) Name() string {
+	if s.srv == nil {
+		return "http"
+	}
+	return "http " + s.srv.Addr
+}
+
+func (s *httpServer) check() error {
+	if s.srv == nil {
+		return errNilServer
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == httpShut || s.state == httpShutBeforeRun {
+		return s.errShut()
+	}
+	return nil
+}
+
+func (s *httpServer) errShut() error {
+	return fmt.Errorf("backi: HTTPServer %q: the server was shut down and cannot serve again; give the host a new *http.Server", s.srv.Addr)
+}
 
 func (s *httpServer) Run(ctx context.Context) error {
+	if s.srv == nil {
+		return errNilServer
+	}
+	if serve, err := s.begin(); !serve {
+		return err
+	}
 	served := make(chan error, 1)
-	go func() {
-		if t := s.srv.TLSConfig; t != nil && (len(t.Certificates) > 0 || t.GetCertificate != nil) {
-			served <- s.srv.ListenAndServeTLS("", "")
-		} else {
-			served <- s.srv.ListenAndServe()
-		}
-	}()
+	go func() { served <- s.serve() }()
 	select {
 	case err := <-served:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
+		return s.end(ctx, err)
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultShutdownTimeout)
 		defer cancel()
@@ -525,9 +565,67 @@ func (s *httpServer) Run(ctx context.Context) error {
 	}
 }
 
+// begin claims the server for one Run. When serve is false Run returns err
+// at once: the server is already running, was shut down before, or was shut
+// down before this Run could begin (nil, a requested stop).
+func (s *httpServer) begin() (serve bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case httpServing:
+		return false, fmt.Errorf("backi: HTTPServer %q is already running", s.srv.Addr)
+	case httpShut:
+		return false, s.errShut()
+	case httpShutBeforeRun:
+		s.state = httpShut
+		return false, nil
+	}
+	s.state = httpServing
+	return true, nil
+}
+
+func (s *httpServer) serve() error {
+	if t := s.srv.TLSConfig; t != nil && (len(t.Certificates) > 0 || t.GetCertificate != nil) {
+		return s.srv.ListenAndServeTLS("", "")
+	}
+	return s.srv.ListenAndServe()
+}
+
+// end tells what serving's end with err means: nil after Shutdown or once
+// ctx is done; an error when the server was shut down by other means, which
+// nobody asked the service for; and err itself when the server could not
+// serve, which leaves it free to try again.
+func (s *httpServer) end(ctx context.Context, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == httpShut {
+		return nil
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		s.state = httpIdle
+		return err
+	}
+	s.state = httpShut
+	if ctx.Err() != nil {
+		return nil
+	}
+	return s.errShut()
+}
+
 // Shutdown stops accepting, waits for in-flight requests until ctx is done,
-// then closes what is left.
+// then closes what is left. The server cannot serve again afterwards.
 func (s *httpServer) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	s.mu.Lock()
+	switch s.state {
+	case httpIdle:
+		s.state = httpShutBeforeRun
+	case httpServing:
+		s.state = httpShut
+	}
+	s.mu.Unlock()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()

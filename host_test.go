@@ -409,3 +409,112 @@ func TestHostChecksEveryServiceBeforeStartingAny(t *testing.T) {
 		})
 	}
 }
+
+func TestHTTPServerNilIsReportedNotRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		svc := backi.HTTPServer(nil)
+		if name := svc.Name(); name != "http" {
+			t.Errorf("Name = %q", name)
+		}
+		if err := svc.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "HTTPServer(nil)") {
+			t.Errorf("Run = %v, want an error naming HTTPServer(nil)", err)
+		}
+		if err := svc.(interface{ Shutdown(context.Context) error }).Shutdown(t.Context()); err != nil {
+			t.Errorf("Shutdown = %v", err)
+		}
+		var started atomic.Bool
+		h := quietHost()
+		h.Add(backi.Loop("w", func(ctx context.Context) error { started.Store(true); <-ctx.Done(); return nil }), svc)
+		if err := h.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "backi: HTTPServer(nil): server is nil") {
+			t.Fatalf("Run = %v, want the nil server reported", err)
+		}
+		if started.Load() {
+			t.Fatal("the host started a worker beside a nil server")
+		}
+	})
+}
+
+// freeAddr returns a local address nothing listens on.
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// awaitServing waits until something answers HTTP at addr.
+func awaitServing(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr); err == nil {
+			resp.Body.Close()
+			http.DefaultClient.CloseIdleConnections()
+			return
+		}
+	}
+	t.Fatalf("nothing serves at %s", addr)
+}
+
+// TestHTTPServerCannotServeTwice runs a host with a real server twice: the
+// second Run reports that the server cannot serve again instead of returning
+// nil with nothing listening.
+func TestHTTPServerCannotServeTwice(t *testing.T) {
+	addr := freeAddr(t)
+	svc := backi.HTTPServer(&http.Server{Addr: addr, Handler: http.NotFoundHandler()})
+	h := quietHost()
+	h.Add(svc)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+	awaitServing(t, addr)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("first Run = %v", err)
+	}
+	err := h.Run(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "cannot serve again") || !strings.Contains(err.Error(), "new *http.Server") {
+		t.Fatalf("second Run = %v, want an error saying to give the host a new *http.Server", err)
+	}
+	if err := svc.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "cannot serve again") {
+		t.Fatalf("the service's own Run after a shutdown = %v", err)
+	}
+}
+
+// TestHTTPServerShutDownByOthersStopsTheHost shuts the server down behind
+// the host's back: the service's end is an error, not a clean end that
+// leaves the host running with nothing listening.
+func TestHTTPServerShutDownByOthersStopsTheHost(t *testing.T) {
+	addr := freeAddr(t)
+	srv := &http.Server{Addr: addr, Handler: http.NotFoundHandler()}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	h := quietHost()
+	h.Add(backi.HTTPServer(srv), blocking("w"))
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+	awaitServing(t, addr)
+	if err := srv.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), `service "http `+addr+`"`) || !strings.Contains(err.Error(), "cannot serve again") {
+		t.Fatalf("Run = %v, want the server's unrequested end", err)
+	}
+}
+
+// TestHTTPServerStoppedAtOnceEndsCleanly stops a host whose context is done
+// before it starts: the server's Shutdown may come before its Run begins,
+// and that is still a requested stop.
+func TestHTTPServerStoppedAtOnceEndsCleanly(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for range 20 {
+		h := quietHost()
+		h.Add(backi.HTTPServer(&http.Server{Addr: freeAddr(t), Handler: http.NotFoundHandler()}))
+		if err := h.Run(ctx); err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	}
+}
