@@ -26,7 +26,8 @@ const DefaultShutdownTimeout = 15 * time.Second
 //
 // A Service that also has a method Shutdown(ctx context.Context) error (as the
 // one HTTPServer returns does) is asked to drain with it before the host
-// cancels the other services' contexts.
+// cancels the other services' contexts; ctx ends at the host's shutdown
+// deadline.
 type Service interface {
 	Name() string
 	Run(ctx context.Context) error
@@ -62,8 +63,10 @@ type hostOptionFunc func(*hostConfig) error
 func (f hostOptionFunc) applyHost(c *hostConfig) error { return f(c) }
 
 // WithShutdownTimeout bounds the whole shutdown: draining HTTP servers and
-// letting in-flight iterations finish. d must be positive; the default is
-// DefaultShutdownTimeout.
+// letting in-flight iterations finish. HTTP servers may drain for all of d;
+// the other services are cancelled once the drains have finished or d/2 has
+// passed, whichever comes first, so that a slow drain leaves them at least
+// half of d. d must be positive; the default is DefaultShutdownTimeout.
 func WithShutdownTimeout(d time.Duration) HostOption {
 	return hostOptionFunc(func(c *hostConfig) error {
 		if d <= 0 {
@@ -243,15 +246,22 @@ type result struct {
 // Run starts every service and blocks until all have returned. It stops them
 // when ctx is done, when one of the configured signals arrives, or when a
 // service returns an error (see Optional and WithEscalation for the
-// exceptions); a service that returns nil just ends. Shutdown first drains
-// services that have a Shutdown method (HTTP servers stop accepting and finish
-// their requests), then cancels the others' contexts so that in-flight
-// iterations finish, all within the shutdown timeout.
+// exceptions); a service that returns nil just ends.
 //
-// Run returns nil after a requested stop or when every service ended on its
-// own; the error of the service that stopped the host otherwise; and, joined
-// to it, a *ShutdownError naming what was still running when the shutdown
-// timeout passed. An invalid configuration is reported before anything starts.
+// Shutdown first drains the services that have a Shutdown method (HTTP
+// servers stop accepting and finish their requests), then cancels the
+// others' contexts, with cause ErrHostStopping, so that in-flight iterations
+// finish, all within the shutdown timeout (WithShutdownTimeout). The others
+// are cancelled as soon as every drain has finished or half the timeout has
+// passed, whichever comes first: a slow drain cannot take the workers' time,
+// and drains go on until the full timeout.
+//
+// Run returns nil after a clean requested stop or when every service ended
+// on its own. Otherwise it returns the error of the service that stopped the
+// host, joined with the errors that services and their Shutdown methods
+// returned during the shutdown and with a *ShutdownError naming what still
+// ran or drained when the shutdown timeout passed. An invalid configuration,
+// of the host or of any service, is reported before anything starts.
 func (h *Host) Run(ctx context.Context) error {
 	cfg, err := h.config()
 	if err != nil {
@@ -300,16 +310,23 @@ type hostRun struct {
 	services []hosted
 	results  chan result
 	alive    []bool
-	left     int                     // how many services are alive
-	cancel   context.CancelCauseFunc // ends the services' context
-	errs     []error                 // what went wrong during shutdown
+	left     int                        // how many services are alive
+	cancel   context.CancelCauseFunc    // ends the services' context
+	deadline *atomic.Pointer[time.Time] // the shutdown's, in that context
+
+	drains     chan result // the Shutdown methods' results
+	draining   []bool      // whose Shutdown has not returned
+	drainsLeft int         // how many Shutdown calls have not returned
+	errs       []error     // what went wrong during shutdown
 }
 
 // launch starts every service on a goroutine of its own, under a context
-// that carries the host's logger, observer and stuck threshold and ends only
-// when the host cancels it.
+// that carries the host's logger, observer, stuck threshold and shutdown
+// deadline, and ends only when the host cancels it.
 func launch(ctx context.Context, cfg hostConfig, services []hosted) *hostRun {
+	deadline := new(atomic.Pointer[time.Time])
 	base := context.WithValue(context.WithoutCancel(ctx), loggerKey{}, cfg.logger)
+	base = context.WithValue(base, deadlineKey{}, deadline)
 	if cfg.stuckAfter > 0 {
 		base = context.WithValue(base, stuckKey{}, cfg.stuckAfter)
 	}
@@ -324,6 +341,9 @@ func launch(ctx context.Context, cfg hostConfig, services []hosted) *hostRun {
 		alive:    make([]bool, len(services)),
 		left:     len(services),
 		cancel:   cancel,
+		deadline: deadline,
+		drains:   make(chan result, len(services)),
+		draining: make([]bool, len(services)),
 	}
 	for i, s := range services {
 		r.alive[i] = true
@@ -371,73 +391,65 @@ func (r *hostRun) collect(ctx context.Context, res result) {
 }
 
 // shutdown stops the services still running within the shutdown timeout: it
-// drains those that can drain, then cancels the others' context and waits
-// for them. It returns what went wrong, a *ShutdownError among it when
-// something outlived the timeout.
+// drains those that can drain, cancels the others' context once the drains
+// have finished or half the timeout has passed, and waits for everything
+// until the timeout. It returns what went wrong, a *ShutdownError among it
+// when something outlived the timeout.
 func (r *hostRun) shutdown(ctx context.Context) error {
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.shutdownTimeout)
+	deadline := time.Now().Add(r.cfg.shutdownTimeout)
+	r.deadline.Store(&deadline)
+	sctx, scancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer scancel()
-	drained, drainErrs := r.drain(sctx)
-	for waiting := true; waiting; {
-		select {
-		case <-drained:
-			waiting = false
-		case res := <-r.results:
-			r.collect(ctx, res)
-		case <-sctx.Done():
-			waiting = false
-		}
-	}
+	r.drain(sctx)
+	half, hcancel := context.WithTimeout(sctx, r.cfg.shutdownTimeout/2)
+	defer hcancel()
+	r.wait(ctx, half.Done(), func() bool { return r.drainsLeft == 0 })
 	r.cancel(ErrHostStopping)
-	for timedOut := false; !timedOut && r.left > 0; {
-		select {
-		case res := <-r.results:
-			r.collect(ctx, res)
-		case <-sctx.Done():
-			timedOut = true
-		}
-	}
-	select {
-	case <-drained:
-		r.errs = append(r.errs, *drainErrs...)
-	default:
-	}
-	if r.left > 0 {
+	if !r.wait(ctx, sctx.Done(), func() bool { return r.left == 0 && r.drainsLeft == 0 }) {
 		r.errs = append(r.errs, &ShutdownError{Timeout: r.cfg.shutdownTimeout, Running: r.running()})
 	}
 	return errors.Join(r.errs...)
 }
 
-// drain calls Shutdown on each running service that has one, concurrently.
-// The channel closes once every Shutdown has returned; their errors are in
-// the slice from then on.
-func (r *hostRun) drain(ctx context.Context) (<-chan struct{}, *[]error) {
-	var drains sync.WaitGroup
-	var errs []error
-	var mu sync.Mutex
+// drain calls Shutdown on each running service that has one, each on a
+// goroutine that ends when its Shutdown returns, which ctx bounds.
+func (r *hostRun) drain(ctx context.Context) {
 	for i, s := range r.services {
 		d, ok := s.Service.(drainer)
 		if !r.alive[i] || !ok {
 			continue
 		}
-		drains.Go(func() {
-			if err := d.Shutdown(ctx); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("backi: service %q: shutdown: %w", s.Name(), err))
-				mu.Unlock()
-			}
-		})
+		r.draining[i] = true
+		r.drainsLeft++
+		go func() { r.drains <- result{i, d.Shutdown(ctx)} }()
 	}
-	drained := make(chan struct{})
-	go func() { drains.Wait(); close(drained) }()
-	return drained, &errs
 }
 
-// running names the services still alive.
+// wait collects the services' ends and the drains' results until done
+// holds or stop is closed, and reports whether done holds.
+func (r *hostRun) wait(ctx context.Context, stop <-chan struct{}, done func() bool) bool {
+	for !done() {
+		select {
+		case res := <-r.results:
+			r.collect(ctx, res)
+		case res := <-r.drains:
+			r.drainsLeft--
+			r.draining[res.i] = false
+			if res.err != nil {
+				r.errs = append(r.errs, fmt.Errorf("backi: service %q: shutdown: %w", r.services[res.i].Name(), res.err))
+			}
+		case <-stop:
+			return false
+		}
+	}
+	return true
+}
+
+// running names the services still alive or draining.
 func (r *hostRun) running() []string {
 	var names []string
 	for i, s := range r.services {
-		if r.alive[i] {
+		if r.alive[i] || r.draining[i] {
 			names = append(names, s.Name())
 		}
 	}
@@ -453,8 +465,8 @@ func (r *hostRun) report(ctx context.Context, err error, took time.Duration) {
 	r.cfg.logger.LogAttrs(ctx, slog.LevelInfo, "host stopped", slog.Duration("shutdown", took))
 }
 
-// ShutdownError names the services that were still running when the host's
-// shutdown timeout passed.
+// ShutdownError names the services that were still running, or still
+// draining, when the host's shutdown timeout passed.
 type ShutdownError struct {
 	Timeout time.Duration
 	Running []string
@@ -495,6 +507,11 @@ func runService(ctx context.Context, s Service) (err error) {
 // accepting connections and waits for the requests in flight to finish; when
 // the host's timeout passes first it closes the remaining connections. Its
 // name is "http" followed by srv.Addr.
+//
+// When its context ends, as when it runs outside a host or inside a Service
+// of the user's that hides its Shutdown method, Run shuts the server down
+// itself, within the host's shutdown deadline, or within
+// DefaultShutdownTimeout outside a host.
 //
 // An *http.Server cannot serve again once it has been shut down: running the
 // service again after a shutdown, or after srv was shut down by other means,
@@ -557,7 +574,7 @@ func (s *httpServer) Run(ctx context.Context) error {
 	case err := <-served:
 		return s.end(ctx, err)
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultShutdownTimeout)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), shutdownDeadline(ctx))
 		defer cancel()
 		err := s.Shutdown(sctx)
 		<-served
@@ -582,6 +599,22 @@ func (s *httpServer) begin() (serve bool, err error) {
 	}
 	s.state = httpServing
 	return true, nil
+}
+
+// deadlineKey carries a host's shutdown deadline to its services, as an
+// *atomic.Pointer[time.Time] that is nil until the shutdown begins.
+type deadlineKey struct{}
+
+// shutdownDeadline returns when a service whose ctx is done must have shut
+// down: the host's shutdown deadline, or DefaultShutdownTimeout from now
+// outside a host.
+func shutdownDeadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Value(deadlineKey{}).(*atomic.Pointer[time.Time]); ok {
+		if t := d.Load(); t != nil {
+			return *t
+		}
+	}
+	return time.Now().Add(DefaultShutdownTimeout)
 }
 
 func (s *httpServer) serve() error {

@@ -518,3 +518,135 @@ func TestHTTPServerStoppedAtOnceEndsCleanly(t *testing.T) {
 		}
 	}
 }
+
+// draining is a Service with a Shutdown method that takes drainFor, or
+// lasts until its ctx is done when drainFor is 0. Its Run lasts until its
+// ctx is done.
+type draining struct{ drainFor time.Duration }
+
+func (draining) Name() string { return "draining" }
+func (draining) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+func (d draining) Shutdown(ctx context.Context) error {
+	if d.drainFor > 0 {
+		time.Sleep(d.drainFor)
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestSlowDrainLeavesTheWorkersHalfTheShutdownTimeout(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		drainFor time.Duration
+		cancelAt time.Duration // after the shutdown begins
+	}{
+		{"drain outlasts the timeout", 0, 5 * time.Second},
+		{"drain ends first", 2 * time.Second, 2 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(t.Context())
+				var cancelled time.Time
+				var finished bool
+				w := backi.Loop("writer", func(ctx context.Context) error {
+					<-ctx.Done()
+					cancelled = time.Now()
+					time.Sleep(4 * time.Second) // the in-flight write finishing
+					finished = true
+					return nil
+				})
+				h := quietHost(backi.WithShutdownTimeout(10 * time.Second))
+				h.Add(draining{c.drainFor}, w)
+				start := time.Now()
+				time.AfterFunc(time.Second, cancel)
+				err := h.Run(ctx)
+				begun := start.Add(time.Second)
+				if got := cancelled.Sub(begun); got != c.cancelAt {
+					t.Fatalf("the worker was cancelled %v into the shutdown, want %v", got, c.cancelAt)
+				}
+				if !finished {
+					t.Fatal("the worker's in-flight iteration did not finish")
+				}
+				if c.drainFor > 0 {
+					if err != nil {
+						t.Fatalf("Run = %v, want nil", err)
+					}
+					return
+				}
+				// The drain ends with the timeout: its error or the
+				// ShutdownError, whichever the host sees first, names it.
+				if err == nil || !strings.Contains(err.Error(), "draining") || strings.Contains(err.Error(), "writer") {
+					t.Fatalf("Run = %v, want the drain's timeout, naming it and not the writer", err)
+				}
+				if d := time.Since(begun); d != 10*time.Second {
+					t.Fatalf("Run returned %v into the shutdown, want at the 10s timeout", d)
+				}
+			})
+		})
+	}
+}
+
+// hiding is a Service that runs another and hides its Shutdown method, so
+// that the host cancels it instead of draining it.
+type hiding struct {
+	backi.Service
+	ended chan time.Time
+}
+
+func (s hiding) Run(ctx context.Context) error {
+	defer func() { s.ended <- time.Now() }()
+	return s.Service.Run(ctx)
+}
+
+// TestHTTPServerShutsDownWithinTheHostsTimeout uses real time and a real
+// socket: an HTTP server whose host cancels it, with a request that never
+// ends, closes its connections at the host's 1 s deadline, not 15 s later.
+func TestHTTPServerShutsDownWithinTheHostsTimeout(t *testing.T) {
+	addr := freeAddr(t)
+	inRequest := make(chan struct{}, 1)
+	release := make(chan struct{})
+	defer close(release)
+	srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			return
+		}
+		inRequest <- struct{}{}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})}
+	svc := hiding{backi.HTTPServer(srv), make(chan time.Time, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	h := quietHost(backi.WithShutdownTimeout(time.Second))
+	h.Add(svc)
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+	awaitServing(t, addr)
+	client := make(chan struct{})
+	go func() {
+		defer close(client)
+		if resp, err := http.Get("http://" + addr + "/slow"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-inRequest
+	cancel()
+	stopped := time.Now()
+	<-done // nil or a ShutdownError: the server ends at the host's deadline
+	select {
+	case ended := <-svc.ended:
+		if d := ended.Sub(stopped); d < 900*time.Millisecond {
+			t.Fatalf("the server stopped %v after the host began to stop, before the 1s deadline", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the server still runs 3s after the host's 1s shutdown timeout")
+	}
+	<-client
+	http.DefaultClient.CloseIdleConnections()
+}
