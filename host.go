@@ -347,7 +347,7 @@ func launch(ctx context.Context, cfg hostConfig, services []hosted) *hostRun {
 	}
 	for i, s := range services {
 		r.alive[i] = true
-		go func() { r.results <- result{i, runService(svcCtx, s)} }()
+		go func() { r.results <- result{i, contain(svcCtx, s.Run)} }()
 	}
 	return r
 }
@@ -421,7 +421,7 @@ func (r *hostRun) drain(ctx context.Context) {
 		}
 		r.draining[i] = true
 		r.drainsLeft++
-		go func() { r.drains <- result{i, d.Shutdown(ctx)} }()
+		go func() { r.drains <- result{i, contain(ctx, d.Shutdown)} }()
 	}
 }
 
@@ -493,13 +493,15 @@ func logEnd(ctx context.Context, log *slog.Logger, name string, err error) {
 	log.LogAttrs(ctx, slog.LevelInfo, "service ended", slog.String("service", name))
 }
 
-func runService(ctx context.Context, s Service) (err error) {
+// contain calls fn, a service's Run or Shutdown method, turning a panic into
+// a *PanicError.
+func contain(ctx context.Context, fn func(context.Context) error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(v)
 		}
 	}()
-	return s.Run(ctx)
+	return fn(ctx)
 }
 
 // HTTPServer returns a Service that serves srv with ListenAndServe (or

@@ -650,3 +650,22 @@ func TestHTTPServerShutsDownWithinTheHostsTimeout(t *testing.T) {
 	<-client
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// panickingDrain is a Service whose Shutdown panics.
+type panickingDrain struct{ draining }
+
+func (panickingDrain) Name() string                       { return "panicking drain" }
+func (panickingDrain) Shutdown(ctx context.Context) error { panic("drain") }
+
+func TestShutdownPanicIsReportedNotFatal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		h := quietHost()
+		h.Add(panickingDrain{}, blocking("w"))
+		var pe *backi.PanicError
+		if err := h.Run(ctx); !errors.As(err, &pe) || pe.Value != "drain" || !strings.Contains(err.Error(), `service "panicking drain": shutdown`) {
+			t.Fatalf("Run = %v, want the Shutdown's PanicError", err)
+		}
+	})
+}
