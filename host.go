@@ -504,21 +504,39 @@ func contain(ctx context.Context, fn func(context.Context) error) (err error) {
 	return fn(ctx)
 }
 
+// deadlineKey carries a host's shutdown deadline to its services, as an
+// *atomic.Pointer[time.Time] that is nil until the shutdown begins.
+type deadlineKey struct{}
+
+// shutdownDeadline returns when a service whose ctx is done must have shut
+// down: the host's shutdown deadline, or DefaultShutdownTimeout from now
+// outside a host.
+func shutdownDeadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Value(deadlineKey{}).(*atomic.Pointer[time.Time]); ok {
+		if t := d.Load(); t != nil {
+			return *t
+		}
+	}
+	return time.Now().Add(DefaultShutdownTimeout)
+}
+
 // HTTPServer returns a Service that serves srv with ListenAndServe (or
 // ListenAndServeTLS when srv.TLSConfig has certificates). On shutdown it stops
 // accepting connections and waits for the requests in flight to finish; when
 // the host's timeout passes first it closes the remaining connections. Its
 // name is "http" followed by srv.Addr.
 //
-// When its context ends, as when it runs outside a host or inside a Service
-// of the user's that hides its Shutdown method, Run shuts the server down
-// itself, within the host's shutdown deadline, or within
-// DefaultShutdownTimeout outside a host.
+// When its context ends before its Shutdown method is called (it runs
+// outside a host, or inside a Service of the user's that hides Shutdown), Run
+// shuts the server down itself, within the host's shutdown deadline, or
+// within DefaultShutdownTimeout outside a host.
 //
 // An *http.Server cannot serve again once it has been shut down: running the
 // service again after a shutdown, or after srv was shut down by other means,
-// returns an error, and the host needs a new *http.Server. Host.Run reports
-// a nil srv before anything starts.
+// returns an error, and the host needs a new *http.Server. (A Shutdown that
+// comes before Run has begun, as when a host stops as soon as it starts, is
+// a requested stop: that Run returns nil.) Host.Run reports a nil srv before
+// anything starts.
 func HTTPServer(srv *http.Server) Service { return &httpServer{srv: srv} }
 
 type httpServer struct {
@@ -601,22 +619,6 @@ func (s *httpServer) begin() (serve bool, err error) {
 	}
 	s.state = httpServing
 	return true, nil
-}
-
-// deadlineKey carries a host's shutdown deadline to its services, as an
-// *atomic.Pointer[time.Time] that is nil until the shutdown begins.
-type deadlineKey struct{}
-
-// shutdownDeadline returns when a service whose ctx is done must have shut
-// down: the host's shutdown deadline, or DefaultShutdownTimeout from now
-// outside a host.
-func shutdownDeadline(ctx context.Context) time.Time {
-	if d, ok := ctx.Value(deadlineKey{}).(*atomic.Pointer[time.Time]); ok {
-		if t := d.Load(); t != nil {
-			return *t
-		}
-	}
-	return time.Now().Add(DefaultShutdownTimeout)
 }
 
 func (s *httpServer) serve() error {
