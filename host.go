@@ -26,11 +26,18 @@ const DefaultShutdownTimeout = 15 * time.Second
 //
 // A Service that also has a method Shutdown(ctx context.Context) error (as the
 // one HTTPServer returns does) is asked to drain with it before the host
-// cancels the other services' contexts.
+// cancels the other services' contexts; ctx ends at the host's shutdown
+// deadline.
 type Service interface {
 	Name() string
 	Run(ctx context.Context) error
 }
+
+// ErrHostStopping is the cause with which a Host cancels its services'
+// context when it stops them, so that an iteration can tell the host's
+// shutdown from other ends of its context with
+// errors.Is(context.Cause(ctx), backi.ErrHostStopping).
+var ErrHostStopping = errors.New("backi: host stopping")
 
 type drainer interface {
 	Shutdown(ctx context.Context) error
@@ -56,8 +63,10 @@ type hostOptionFunc func(*hostConfig) error
 func (f hostOptionFunc) applyHost(c *hostConfig) error { return f(c) }
 
 // WithShutdownTimeout bounds the whole shutdown: draining HTTP servers and
-// letting in-flight iterations finish. d must be positive; the default is
-// DefaultShutdownTimeout.
+// letting in-flight iterations finish. HTTP servers may drain for all of d;
+// the other services are cancelled once the drains have finished or d/2 has
+// passed, whichever comes first, so that a slow drain leaves them at least
+// half of d. d must be positive; the default is DefaultShutdownTimeout.
 func WithShutdownTimeout(d time.Duration) HostOption {
 	return hostOptionFunc(func(c *hostConfig) error {
 		if d <= 0 {
@@ -172,7 +181,23 @@ func (h *Host) config() (hostConfig, error) {
 	return c, nil
 }
 
+// start claims the host for one Run and checks its services, none of which
+// it calls while it holds the lock. A failed check releases the claim.
 func (h *Host) start() ([]hosted, error) {
+	services, err := h.claim()
+	if err != nil {
+		return nil, err
+	}
+	if err := check(services); err != nil {
+		h.mu.Lock()
+		h.running = false
+		h.mu.Unlock()
+		return nil, err
+	}
+	return services, nil
+}
+
+func (h *Host) claim() ([]hosted, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.running {
@@ -181,19 +206,36 @@ func (h *Host) start() ([]hosted, error) {
 	if len(h.services) == 0 {
 		return nil, errors.New("backi: host has no services")
 	}
+	h.running = true
+	return slices.Clone(h.services), nil
+}
+
+// A checker reports its configuration error, if any, without running.
+// *Worker and the service HTTPServer returns are checkers.
+type checker interface{ check() error }
+
+// check reports the first service that is nil, is misconfigured or shares
+// another's name, so that a host with one invalid service starts none.
+func check(services []hosted) error {
 	seen := make(map[string]bool)
-	for i, s := range h.services {
+	for i, s := range services {
 		if s.Service == nil {
-			return nil, fmt.Errorf("backi: host: service #%d is nil", i+1)
+			return fmt.Errorf("backi: host: service #%d is nil", i+1)
 		}
 		name := s.Name()
+		if c, ok := s.Service.(checker); ok {
+			if err := c.check(); err != nil && name == "" {
+				return fmt.Errorf("backi: host: service #%d: %w", i+1, err)
+			} else if err != nil {
+				return fmt.Errorf("backi: host: service %q: %w", name, err)
+			}
+		}
 		if seen[name] {
-			return nil, fmt.Errorf("backi: host: two services are named %q", name)
+			return fmt.Errorf("backi: host: two services are named %q", name)
 		}
 		seen[name] = true
 	}
-	h.running = true
-	return slices.Clone(h.services), nil
+	return nil
 }
 
 type result struct {
@@ -204,15 +246,22 @@ type result struct {
 // Run starts every service and blocks until all have returned. It stops them
 // when ctx is done, when one of the configured signals arrives, or when a
 // service returns an error (see Optional and WithEscalation for the
-// exceptions); a service that returns nil just ends. Shutdown first drains
-// services that have a Shutdown method (HTTP servers stop accepting and finish
-// their requests), then cancels the others' contexts so that in-flight
-// iterations finish, all within the shutdown timeout.
+// exceptions); a service that returns nil just ends.
 //
-// Run returns nil after a requested stop or when every service ended on its
-// own; the error of the service that stopped the host otherwise; and, joined
-// to it, a *ShutdownError naming what was still running when the shutdown
-// timeout passed. An invalid configuration is reported before anything starts.
+// Shutdown first drains the services that have a Shutdown method (HTTP
+// servers stop accepting and finish their requests), then cancels the
+// others' contexts, with cause ErrHostStopping, so that in-flight iterations
+// finish, all within the shutdown timeout (WithShutdownTimeout). The others
+// are cancelled as soon as every drain has finished or half the timeout has
+// passed, whichever comes first: a slow drain cannot take the workers' time,
+// and drains go on until the full timeout.
+//
+// Run returns nil after a clean requested stop or when every service ended
+// on its own. Otherwise it returns the error of the service that stopped the
+// host, joined with the errors that services and their Shutdown methods
+// returned during the shutdown and with a *ShutdownError naming what still
+// ran or drained when the shutdown timeout passed. An invalid configuration,
+// of the host or of any service, is reported before anything starts.
 func (h *Host) Run(ctx context.Context) error {
 	cfg, err := h.config()
 	if err != nil {
@@ -222,21 +271,62 @@ func (h *Host) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		h.state.Store(int32(HostStopped))
-		h.mu.Lock()
-		h.running = false
-		h.mu.Unlock()
-	}()
-	log := cfg.logger
+	defer h.release()
 	if len(cfg.signals) > 0 {
 		var stop context.CancelFunc
 		ctx, stop = signal.NotifyContext(ctx, cfg.signals...)
 		defer stop()
 	}
 
-	// The services' context ends only when the host says so, after draining.
-	base := context.WithValue(context.WithoutCancel(ctx), loggerKey{}, log)
+	r := launch(ctx, cfg, services)
+	defer r.cancel(nil)
+	h.state.Store(int32(HostRunning))
+	cfg.logger.LogAttrs(ctx, slog.LevelInfo, "host started", slog.Int("services", len(services)))
+	cause := r.awaitStop(ctx)
+	if r.left == 0 {
+		cfg.logger.LogAttrs(ctx, slog.LevelInfo, "host stopped", slog.Duration("shutdown", 0))
+		return cause
+	}
+
+	h.state.Store(int32(HostStopping))
+	begun := time.Now()
+	err = errors.Join(cause, r.shutdown(ctx))
+	r.report(ctx, err, time.Since(begun))
+	return err
+}
+
+// release ends the Run that start claimed.
+func (h *Host) release() {
+	h.state.Store(int32(HostStopped))
+	h.mu.Lock()
+	h.running = false
+	h.mu.Unlock()
+}
+
+// A hostRun is one Run of a Host: the services, which of them still run, and
+// the context they run under.
+type hostRun struct {
+	cfg      hostConfig
+	services []hosted
+	results  chan result
+	alive    []bool
+	left     int                        // how many services are alive
+	cancel   context.CancelCauseFunc    // ends the services' context
+	deadline *atomic.Pointer[time.Time] // the shutdown's, in that context
+
+	drains     chan result // the Shutdown methods' results
+	draining   []bool      // whose Shutdown has not returned
+	drainsLeft int         // how many Shutdown calls have not returned
+	errs       []error     // what went wrong during shutdown
+}
+
+// launch starts every service on a goroutine of its own, under a context
+// that carries the host's logger, observer, stuck threshold and shutdown
+// deadline, and ends only when the host cancels it.
+func launch(ctx context.Context, cfg hostConfig, services []hosted) *hostRun {
+	deadline := new(atomic.Pointer[time.Time])
+	base := context.WithValue(context.WithoutCancel(ctx), loggerKey{}, cfg.logger)
+	base = context.WithValue(base, deadlineKey{}, deadline)
 	if cfg.stuckAfter > 0 {
 		base = context.WithValue(base, stuckKey{}, cfg.stuckAfter)
 	}
@@ -244,123 +334,139 @@ func (h *Host) Run(ctx context.Context) error {
 		base = context.WithValue(base, observerKey{}, cfg.observer)
 	}
 	svcCtx, cancel := context.WithCancelCause(base)
-	defer cancel(nil)
-	results := make(chan result, len(services))
-	alive := make([]bool, len(services))
+	r := &hostRun{
+		cfg:      cfg,
+		services: services,
+		results:  make(chan result, len(services)),
+		alive:    make([]bool, len(services)),
+		left:     len(services),
+		cancel:   cancel,
+		deadline: deadline,
+		drains:   make(chan result, len(services)),
+		draining: make([]bool, len(services)),
+	}
 	for i, s := range services {
-		alive[i] = true
-		go func() { results <- result{i, runService(svcCtx, s)} }()
+		r.alive[i] = true
+		go func() { r.results <- result{i, contain(svcCtx, s.Run)} }()
 	}
-	left := len(services)
-	h.state.Store(int32(HostRunning))
-	log.LogAttrs(ctx, slog.LevelInfo, "host started", slog.Int("services", left))
-
-	var cause error // why the host stops, when a service made it
-	for requested := false; !requested && cause == nil && left > 0; {
-		select {
-		case <-ctx.Done():
-			requested = true
-			log.LogAttrs(ctx, slog.LevelInfo, "host stopping", slog.String("reason", context.Cause(ctx).Error()))
-		case r := <-results:
-			left--
-			alive[r.i] = false
-			name := services[r.i].Name()
-			if stopsHost(services[r.i], r.err) {
-				cause = fmt.Errorf("backi: service %q: %w", name, r.err)
-				log.LogAttrs(ctx, slog.LevelError, "host stopping", slog.String("reason", "service ended"), slog.String("service", name), slog.Any("err", r.err))
-			} else {
-				logEnd(ctx, log, name, r.err)
-			}
-		}
-	}
-	if left == 0 {
-		log.LogAttrs(ctx, slog.LevelInfo, "host stopped", slog.Duration("shutdown", 0))
-		return cause
-	}
-
-	h.state.Store(int32(HostStopping))
-	begun := time.Now()
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
-	defer scancel()
-	var errs []error
-	if cause != nil {
-		errs = append(errs, cause)
-	}
-
-	// Stage 1: drain the services that can drain, concurrently.
-	var drains sync.WaitGroup
-	var drainErrs []error
-	var drainMu sync.Mutex
-	for i, s := range services {
-		d, ok := s.Service.(drainer)
-		if !alive[i] || !ok {
-			continue
-		}
-		drains.Go(func() {
-			if err := d.Shutdown(sctx); err != nil {
-				drainMu.Lock()
-				drainErrs = append(drainErrs, fmt.Errorf("backi: service %q: shutdown: %w", s.Name(), err))
-				drainMu.Unlock()
-			}
-		})
-	}
-	drained := make(chan struct{})
-	go func() { drains.Wait(); close(drained) }()
-	collect := func(r result) {
-		left--
-		alive[r.i] = false
-		logEnd(ctx, log, services[r.i].Name(), r.err)
-		if r.err != nil {
-			errs = append(errs, fmt.Errorf("backi: service %q: %w", services[r.i].Name(), r.err))
-		}
-	}
-	for waiting := true; waiting; {
-		select {
-		case <-drained:
-			waiting = false
-		case r := <-results:
-			collect(r)
-		case <-sctx.Done():
-			waiting = false
-		}
-	}
-
-	// Stage 2: cancel everything else and wait for it.
-	cancel(errors.New("backi: host stopping"))
-	for timedOut := false; !timedOut && left > 0; {
-		select {
-		case r := <-results:
-			collect(r)
-		case <-sctx.Done():
-			timedOut = true
-		}
-	}
-	select {
-	case <-drained:
-		errs = append(errs, drainErrs...)
-	default:
-	}
-	if left > 0 {
-		var names []string
-		for i, s := range services {
-			if alive[i] {
-				names = append(names, s.Name())
-			}
-		}
-		errs = append(errs, &ShutdownError{Timeout: cfg.shutdownTimeout, Running: names})
-	}
-	err = errors.Join(errs...)
-	took := time.Since(begun)
-	if err != nil {
-		log.LogAttrs(ctx, slog.LevelError, "host stopped", slog.Duration("shutdown", took), slog.Any("err", err))
-	} else {
-		log.LogAttrs(ctx, slog.LevelInfo, "host stopped", slog.Duration("shutdown", took))
-	}
-	return err
+	return r
 }
 
-// ShutdownError names the services that were still running when the host's
-// shutdown timeout passed.
+// awaitStop waits until ctx is done (a requested stop or a signal), a
+// service's end stops the host, or every service has ended. It returns the
+// error of the service that stopped the host, if one did.
+func (r *hostRun) awaitStop(ctx context.Context) error {
+	log := r.cfg.logger
+	for r.left > 0 {
+		select {
+		case <-ctx.Done():
+			log.LogAttrs(ctx, slog.LevelInfo, "host stopping", slog.String("reason", context.Cause(ctx).Error()))
+			return nil
+		case res := <-r.results:
+			s := r.ended(res)
+			if stopsHost(s, res.err) {
+				log.LogAttrs(ctx, slog.LevelError, "host stopping", slog.String("reason", "service ended"), slog.String("service", s.Name()), slog.Any("err", res.err))
+				return fmt.Errorf("backi: service %q: %w", s.Name(), res.err)
+			}
+			logEnd(ctx, log, s.Name(), res.err)
+		}
+	}
+	return nil
+}
+
+// ended records the end of a service and returns it.
+func (r *hostRun) ended(res result) hosted {
+	r.left--
+	r.alive[res.i] = false
+	return r.services[res.i]
+}
+
+// collect records the end of a service during shutdown.
+func (r *hostRun) collect(ctx context.Context, res result) {
+	s := r.ended(res)
+	logEnd(ctx, r.cfg.logger, s.Name(), res.err)
+	if res.err != nil {
+		r.errs = append(r.errs, fmt.Errorf("backi: service %q: %w", s.Name(), res.err))
+	}
+}
+
+// shutdown stops the services still running within the shutdown timeout: it
+// drains those that can drain, cancels the others' context once the drains
+// have finished or half the timeout has passed, and waits for everything
+// until the timeout. It returns what went wrong, a *ShutdownError among it
+// when something outlived the timeout.
+func (r *hostRun) shutdown(ctx context.Context) error {
+	deadline := time.Now().Add(r.cfg.shutdownTimeout)
+	r.deadline.Store(&deadline)
+	sctx, scancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+	defer scancel()
+	r.drain(sctx)
+	half, hcancel := context.WithTimeout(sctx, r.cfg.shutdownTimeout/2)
+	defer hcancel()
+	r.wait(ctx, half.Done(), func() bool { return r.drainsLeft == 0 })
+	r.cancel(ErrHostStopping)
+	if !r.wait(ctx, sctx.Done(), func() bool { return r.left == 0 && r.drainsLeft == 0 }) {
+		r.errs = append(r.errs, &ShutdownError{Timeout: r.cfg.shutdownTimeout, Running: r.running()})
+	}
+	return errors.Join(r.errs...)
+}
+
+// drain calls Shutdown on each running service that has one, each on a
+// goroutine that ends when its Shutdown returns, which ctx bounds.
+func (r *hostRun) drain(ctx context.Context) {
+	for i, s := range r.services {
+		d, ok := s.Service.(drainer)
+		if !r.alive[i] || !ok {
+			continue
+		}
+		r.draining[i] = true
+		r.drainsLeft++
+		go func() { r.drains <- result{i, contain(ctx, d.Shutdown)} }()
+	}
+}
+
+// wait collects the services' ends and the drains' results until done
+// holds or stop is closed, and reports whether done holds.
+func (r *hostRun) wait(ctx context.Context, stop <-chan struct{}, done func() bool) bool {
+	for !done() {
+		select {
+		case res := <-r.results:
+			r.collect(ctx, res)
+		case res := <-r.drains:
+			r.drainsLeft--
+			r.draining[res.i] = false
+			if res.err != nil {
+				r.errs = append(r.errs, fmt.Errorf("backi: service %q: shutdown: %w", r.services[res.i].Name(), res.err))
+			}
+		case <-stop:
+			return false
+		}
+	}
+	return true
+}
+
+// running names the services still alive or draining.
+func (r *hostRun) running() []string {
+	var names []string
+	for i, s := range r.services {
+		if r.alive[i] || r.draining[i] {
+			names = append(names, s.Name())
+		}
+	}
+	return names
+}
+
+// report logs the end of the shutdown, which took took and ended with err.
+func (r *hostRun) report(ctx context.Context, err error, took time.Duration) {
+	if err != nil {
+		r.cfg.logger.LogAttrs(ctx, slog.LevelError, "host stopped", slog.Duration("shutdown", took), slog.Any("err", err))
+		return
+	}
+	r.cfg.logger.LogAttrs(ctx, slog.LevelInfo, "host stopped", slog.Duration("shutdown", took))
+}
+
+// ShutdownError names the services that were still running, or still
+// draining, when the host's shutdown timeout passed.
 type ShutdownError struct {
 	Timeout time.Duration
 	Running []string
@@ -387,13 +493,31 @@ func logEnd(ctx context.Context, log *slog.Logger, name string, err error) {
 	log.LogAttrs(ctx, slog.LevelInfo, "service ended", slog.String("service", name))
 }
 
-func runService(ctx context.Context, s Service) (err error) {
+// contain calls fn, a service's Run or Shutdown method, turning a panic into
+// a *PanicError.
+func contain(ctx context.Context, fn func(context.Context) error) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			err = newPanicError(v)
 		}
 	}()
-	return s.Run(ctx)
+	return fn(ctx)
+}
+
+// deadlineKey carries a host's shutdown deadline to its services, as an
+// *atomic.Pointer[time.Time] that is nil until the shutdown begins.
+type deadlineKey struct{}
+
+// shutdownDeadline returns when a service whose ctx is done must have shut
+// down: the host's shutdown deadline, or DefaultShutdownTimeout from now
+// outside a host.
+func shutdownDeadline(ctx context.Context) time.Time {
+	if d, ok := ctx.Value(deadlineKey{}).(*atomic.Pointer[time.Time]); ok {
+		if t := d.Load(); t != nil {
+			return *t
+		}
+	}
+	return time.Now().Add(DefaultShutdownTimeout)
 }
 
 // HTTPServer returns a Service that serves srv with ListenAndServe (or
@@ -401,29 +525,76 @@ func runService(ctx context.Context, s Service) (err error) {
 // accepting connections and waits for the requests in flight to finish; when
 // the host's timeout passes first it closes the remaining connections. Its
 // name is "http" followed by srv.Addr.
+//
+// When its context ends before its Shutdown method is called (it runs
+// outside a host, or inside a Service of the user's that hides Shutdown), Run
+// shuts the server down itself, within the host's shutdown deadline, or
+// within DefaultShutdownTimeout outside a host.
+//
+// An *http.Server cannot serve again once it has been shut down: running the
+// service again after a shutdown, or after srv was shut down by other means,
+// returns an error, and the host needs a new *http.Server. (A Shutdown that
+// comes before Run has begun, as when a host stops as soon as it starts, is
+// a requested stop: that Run returns nil.) Host.Run reports a nil srv before
+// anything starts.
 func HTTPServer(srv *http.Server) Service { return &httpServer{srv: srv} }
 
-type httpServer struct{ srv *http.Server }
+type httpServer struct {
+	srv *http.Server
 
-func (s *httpServer) Name() string { return "http " + s.srv.Addr }
+	mu    sync.Mutex
+	state httpState
+}
+
+// httpState is where the service's server is in its life: it serves once.
+type httpState int
+
+const (
+	httpIdle          httpState = iota // not served yet, or it could not listen
+	httpServing                        // Run is running
+	httpShutBeforeRun                  // Shutdown came first: Run returns nil at once
+	httpShut                           // shut down, by Shutdown or by other means
+)
+
+var errNilServer = errors.New("backi: HTTPServer(nil): server is nil")
+
+func (s *httpServer) Name() string {
+	if s.srv == nil {
+		return "http"
+	}
+	return "http " + s.srv.Addr
+}
+
+func (s *httpServer) check() error {
+	if s.srv == nil {
+		return errNilServer
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == httpShut || s.state == httpShutBeforeRun {
+		return s.errShut()
+	}
+	return nil
+}
+
+func (s *httpServer) errShut() error {
+	return fmt.Errorf("backi: HTTPServer %q: the server was shut down and cannot serve again; give the host a new *http.Server", s.srv.Addr)
+}
 
 func (s *httpServer) Run(ctx context.Context) error {
+	if s.srv == nil {
+		return errNilServer
+	}
+	if serve, err := s.begin(); !serve {
+		return err
+	}
 	served := make(chan error, 1)
-	go func() {
-		if t := s.srv.TLSConfig; t != nil && (len(t.Certificates) > 0 || t.GetCertificate != nil) {
-			served <- s.srv.ListenAndServeTLS("", "")
-		} else {
-			served <- s.srv.ListenAndServe()
-		}
-	}()
+	go func() { served <- s.serve() }()
 	select {
 	case err := <-served:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
+		return s.end(ctx, err)
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultShutdownTimeout)
+		sctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), shutdownDeadline(ctx))
 		defer cancel()
 		err := s.Shutdown(sctx)
 		<-served
@@ -431,9 +602,67 @@ func (s *httpServer) Run(ctx context.Context) error {
 	}
 }
 
+// begin claims the server for one Run. When serve is false Run returns err
+// at once: the server is already running, was shut down before, or was shut
+// down before this Run could begin (nil, a requested stop).
+func (s *httpServer) begin() (serve bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case httpServing:
+		return false, fmt.Errorf("backi: HTTPServer %q is already running", s.srv.Addr)
+	case httpShut:
+		return false, s.errShut()
+	case httpShutBeforeRun:
+		s.state = httpShut
+		return false, nil
+	}
+	s.state = httpServing
+	return true, nil
+}
+
+func (s *httpServer) serve() error {
+	if t := s.srv.TLSConfig; t != nil && (len(t.Certificates) > 0 || t.GetCertificate != nil) {
+		return s.srv.ListenAndServeTLS("", "")
+	}
+	return s.srv.ListenAndServe()
+}
+
+// end tells what serving's end with err means: nil after Shutdown or once
+// ctx is done; an error when the server was shut down by other means, which
+// nobody asked the service for; and err itself when the server could not
+// serve, which leaves it free to try again.
+func (s *httpServer) end(ctx context.Context, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == httpShut {
+		return nil
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		s.state = httpIdle
+		return err
+	}
+	s.state = httpShut
+	if ctx.Err() != nil {
+		return nil
+	}
+	return s.errShut()
+}
+
 // Shutdown stops accepting, waits for in-flight requests until ctx is done,
-// then closes what is left.
+// then closes what is left. The server cannot serve again afterwards.
 func (s *httpServer) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	s.mu.Lock()
+	switch s.state {
+	case httpIdle:
+		s.state = httpShutBeforeRun
+	case httpServing:
+		s.state = httpShut
+	}
+	s.mu.Unlock()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
