@@ -24,6 +24,14 @@ func call(ctx context.Context, fn func(context.Context) error) (err error) {
 	return fn(ctx)
 }
 
+// callThen calls fn(ctx) as call does, and passes its result to then, even
+// when fn calls runtime.Goexit: then gets ErrGoexit.
+func callThen(ctx context.Context, fn func(context.Context) error, then func(error)) {
+	err := ErrGoexit
+	defer func() { then(err) }()
+	err = call(ctx, fn)
+}
+
 // protect runs fn, turning a panic into a *PanicError.
 func protect[T any](fn func() (T, error)) (v T, err error) {
 	defer func() {

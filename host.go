@@ -347,7 +347,7 @@ func launch(ctx context.Context, cfg hostConfig, services []hosted) *hostRun {
 	}
 	for i, s := range services {
 		r.alive[i] = true
-		go func() { r.results <- result{i, contain(svcCtx, s.Run)} }()
+		go callThen(svcCtx, s.Run, func(err error) { r.results <- result{i, err} })
 	}
 	return r
 }
@@ -421,7 +421,7 @@ func (r *hostRun) drain(ctx context.Context) {
 		}
 		r.draining[i] = true
 		r.drainsLeft++
-		go func() { r.drains <- result{i, contain(ctx, d.Shutdown)} }()
+		go callThen(ctx, d.Shutdown, func(err error) { r.drains <- result{i, err} })
 	}
 }
 
@@ -491,17 +491,6 @@ func logEnd(ctx context.Context, log *slog.Logger, name string, err error) {
 		return
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "service ended", slog.String("service", name))
-}
-
-// contain calls fn, a service's Run or Shutdown method, turning a panic into
-// a *PanicError.
-func contain(ctx context.Context, fn func(context.Context) error) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = newPanicError(v)
-		}
-	}()
-	return fn(ctx)
 }
 
 // deadlineKey carries a host's shutdown deadline to its services, as an

@@ -78,14 +78,10 @@ const cleanupGrace = 100 * time.Millisecond
 func runCleanup(base context.Context, timeout time.Duration, fn func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(base, timeout)
 	done := make(chan error, 1)
-	go func() {
-		err := error(ErrGoexit) // unless fn returns
-		defer func() {
-			cancel()
-			done <- err
-		}()
-		err = call(ctx, fn)
-	}()
+	go callThen(ctx, fn, func(err error) {
+		cancel()
+		done <- err
+	})
 	abandon := time.NewTimer(timeout + cleanupGrace)
 	defer abandon.Stop()
 	select {

@@ -60,14 +60,6 @@ func Continuous(name string, build func(ctx context.Context, s *Scope) (Iteratio
 // Name returns the worker's name.
 func (w *Worker) Name() string { return w.name }
 
-// check reports the worker's configuration error, if any, without running it.
-func (w *Worker) check() error {
-	if w.build == nil && w.fn == nil {
-		return errors.New("backi: the Worker was not made by Loop or Continuous")
-	}
-	return w.cfgErr
-}
-
 // Status returns a snapshot of the worker. It never blocks.
 func (w *Worker) Status() Status {
 	return w.stats.snapshot(w.name)
