@@ -7,6 +7,8 @@ package backi_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -16,53 +18,81 @@ import (
 	"github.com/backi-go/backi"
 )
 
-// A7: runtime.Goexit in an iteration ends the turn, not the goroutine that
-// called Run: the scope's cleanups run, the turn is a failure matching
-// ErrGoexit, the worker goes on after its backoff wait, and Run returns when
-// its context ends.
-func TestHostileGoexitIsAFailure(t *testing.T) {
-	for _, kind := range []string{"Loop", "Continuous"} {
-		t.Run(kind, func(t *testing.T) {
+// A7: runtime.Goexit in an iteration ends the worker: the scope's cleanups
+// run and the turn is a failure matching ErrGoexit. A lone loop runs on the
+// goroutine that called Run, which Go then ends; the worker is left stopped
+// (it can run again). With several loops, Run returns the error; in a Host,
+// Host.Run does.
+func TestHostileGoexitEndsTheWorker(t *testing.T) {
+	for _, tc := range []struct {
+		kind  string
+		loops int
+	}{{"Loop", 1}, {"Continuous", 1}, {"Loop", 3}, {"Continuous", 3}} {
+		t.Run(fmt.Sprintf("%s/loops=%d", tc.kind, tc.loops), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				var starts timeLog
-				var n, cleaned atomic.Int64
+				var n, built, cleaned atomic.Int64
 				iterate := func(ctx context.Context) error {
-					starts.add()
 					if n.Add(1) == 1 {
 						runtime.Goexit()
 					}
-					return backi.ErrNoWork
+					<-ctx.Done()
+					return nil
 				}
-				opts := []backi.Option{backi.WithLogger(quiet), backi.WithBackoff(backi.ConstantBackoff(10 * time.Second)),
-					backi.WithIdle(time.Minute, time.Minute)}
+				log, rec := newRecorder()
+				opts := []backi.Option{backi.WithLogger(log), backi.WithConcurrency(tc.loops)}
 				w := backi.Loop("goexit", iterate, opts...)
-				if kind == "Continuous" {
+				if tc.kind == "Continuous" {
 					w = backi.Continuous("goexit", func(ctx context.Context, s *backi.Scope) (backi.Iteration, error) {
+						built.Add(1)
 						s.Defer(func(context.Context) error { cleaned.Add(1); return nil })
 						return backi.IterationFunc(iterate), nil
 					}, opts...)
 				}
-				r := runWorker(t, w)
-				time.Sleep(30 * time.Second)
+				var returned bool
+				var err error
+				exited := make(chan struct{})
+				go func() {
+					defer close(exited)
+					err = w.Run(t.Context())
+					returned = true
+				}()
+				<-exited
+				if tc.loops == 1 && returned {
+					t.Errorf("Run returned %v on the goroutine Goexit ends", err)
+				}
+				if tc.loops > 1 && (!returned || !errors.Is(err, backi.ErrGoexit)) {
+					t.Errorf("Run returned %v (%v), want an error matching ErrGoexit", returned, err)
+				}
 				st := w.Status()
-				if st.Failures != 1 || !errors.Is(st.LastError, backi.ErrGoexit) {
-					t.Errorf("Failures = %d, LastError = %v; want 1 failure matching ErrGoexit", st.Failures, st.LastError)
+				if st.State != backi.StateFailed || st.Failures != 1 || !errors.Is(st.LastError, backi.ErrGoexit) {
+					t.Errorf("status %+v; want failed, 1 failure matching ErrGoexit", st)
 				}
-				ts := starts.times()
-				if len(ts) < 2 {
-					t.Errorf("%d turns in 30s: the worker did not go on after the Goexit", len(ts))
-				} else if d := ts[1].Sub(ts[0]); d < 10*time.Second {
-					t.Errorf("the turn after the Goexit came %v after it, want the 10s backoff", d)
+				if tc.kind == "Continuous" && (cleaned.Load() != built.Load() || cleaned.Load() < 1) {
+					t.Errorf("%d cleanups ran for %d turns, want one per turn, the Goexit's included", cleaned.Load(), built.Load())
 				}
-				if kind == "Continuous" && cleaned.Load() < 1 {
-					t.Errorf("the cleanup of the turn that called Goexit did not run")
+				if recs := rec.find("worker stopped"); len(recs) != 1 || !strings.Contains(recs[0].Attrs["err"].String(), "Goexit") {
+					t.Errorf("stop records %+v, want one naming Goexit", recs)
 				}
-				if err := r.stop(); err != nil {
-					t.Fatalf("Run = %v, want nil at the context's end", err)
+				// The worker can run again.
+				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+				defer cancel()
+				if err := w.Run(ctx); err != nil {
+					t.Errorf("Run again = %v", err)
 				}
 			})
 		})
 	}
+}
+
+func TestHostileGoexitInAHostIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := backi.Loop("goexit", func(ctx context.Context) error { runtime.Goexit(); return nil }, backi.WithLogger(quiet))
+		h := backi.NewHost(backi.WithSignals(), backi.WithLogger(quiet))
+		h.Add(w, blocking("other"))
+		if err := h.Run(t.Context()); !errors.Is(err, backi.ErrGoexit) {
+			t.Fatalf("Host.Run = %v, want an error matching ErrGoexit", err)
+		}
+	})
 }
 
 // E: a worker waiting in Campaign is campaigning, not running nor stuck,

@@ -67,52 +67,66 @@ func TermFrom(ctx context.Context) (Term, bool) {
 // campaign, and a term lost before any of its turns ended, are followed by a
 // backoff wait, so that a broken elector never makes the worker spin.
 func (r *run) lead() error {
-	w, ctx, log := r.w, r.ctx, r.log
+	ctx, log := r.ctx, r.log
 	attempt := 0 // failed campaigns and fruitless terms in a row
 	for {
 		for _, l := range r.lanes {
 			l.setState(StateCampaigning)
 		}
 		term, token, done, err := r.campaign()
-		if isDone(ctx.Done()) {
+		switch {
+		case isDone(ctx.Done()):
 			if err == nil {
 				r.resign(term, token)
 			}
 			return nil
-		}
-		if err != nil {
+		case err != nil:
+			r.w.stats.campaigns.Add(1)
 			attempt++
-			wait := w.backoffWait(attempt, log)
-			w.stats.campaigns.Add(1)
+			wait := r.w.backoffWait(attempt, log)
 			log.LogAttrs(ctx, slog.LevelError, "campaign failed", slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("err", err), stackAttr(err))
 			if !sleep(ctx, wait) {
 				return nil
 			}
 			continue
 		}
-		since, turns := time.Now(), w.stats.turns()
-		w.stats.term.Store(token)
-		w.stats.leaderSince.Store(since.UnixNano())
-		log.LogAttrs(ctx, slog.LevelInfo, "leading", slog.Uint64("term", token))
-		lost, err := r.runLanes(context.WithValue(ctx, termKey{}, term), done)
-		w.stats.leaderSince.Store(0)
-		if !lost || err != nil || isDone(ctx.Done()) {
-			r.resign(term, token)
+		fruitful, end, err := r.holdTerm(term, token, done)
+		if end {
 			return err
 		}
-		for _, l := range r.lanes {
-			l.setState(StateCampaigning)
-		}
-		log.LogAttrs(ctx, slog.LevelWarn, "leadership lost", slog.Uint64("term", token), slog.Duration("led", time.Since(since)))
-		if w.stats.turns() > turns {
+		if attempt++; fruitful {
 			attempt = 0
-			continue
-		}
-		attempt++
-		if !sleep(ctx, w.backoffWait(attempt, log)) {
+		} else if !sleep(ctx, r.w.backoffWait(attempt, log)) {
 			return nil
 		}
 	}
+}
+
+// holdTerm runs the worker's loops while term, whose Done channel is done,
+// lasts: until done is closed. It reports whether any turn ended in the term, and whether the
+// worker ends, with err, instead of campaigning again.
+func (r *run) holdTerm(term Term, token uint64, done <-chan struct{}) (fruitful, end bool, err error) {
+	w, ctx, log := r.w, r.ctx, r.log
+	if isDone(done) { // lost already: nothing to lead
+		r.resign(term, token)
+		log.LogAttrs(ctx, slog.LevelWarn, "leadership lost at once", slog.Uint64("term", token))
+		return false, false, nil
+	}
+	since, turns := time.Now(), w.stats.turns()
+	w.stats.term.Store(token)
+	w.stats.leaderSince.Store(since.UnixNano())
+	log.LogAttrs(ctx, slog.LevelInfo, "leading", slog.Uint64("term", token))
+	lost, err := r.runLanes(context.WithValue(ctx, termKey{}, term), done)
+	w.stats.leaderSince.Store(0)
+	if !lost || err != nil || isDone(ctx.Done()) {
+		r.resign(term, token)
+		return false, true, err
+	}
+	for _, l := range r.lanes {
+		l.setState(StateCampaigning)
+	}
+	log.LogAttrs(ctx, slog.LevelWarn, "leadership lost", slog.Uint64("term", token), slog.Duration("led", time.Since(since)))
+	return w.stats.turns() > turns, false, nil
 }
 
 // campaign asks the elector for a term, and the term for its token and Done
