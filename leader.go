@@ -102,8 +102,8 @@ func (r *run) lead() error {
 	}
 }
 
-// holdTerm runs the worker's loops while term, whose Done channel is done,
-// lasts: until done is closed. It reports whether any turn ended in the term, and whether the
+// holdTerm runs the worker's loops until done, the term's Done channel, is
+// closed. It reports whether any turn ended in the term, and whether the
 // worker ends, with err, instead of campaigning again.
 func (r *run) holdTerm(term Term, token uint64, done <-chan struct{}) (fruitful, end bool, err error) {
 	w, ctx, log := r.w, r.ctx, r.log

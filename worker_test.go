@@ -332,12 +332,11 @@ func TestDefaultBackoffGrowsWithJitterAndResetsAfterSuccess(t *testing.T) {
 			}
 			return errFail
 		})
-		// The backoff's bounds for an attempt; its wait then ends on the
-		// grid, at most 1/16 later (see WaitGrain).
+		// The backoff's bounds for an attempt: exactly what it chose, no later.
 		bounds := func(attempt int) (time.Duration, time.Duration) {
 			d := backi.DefaultBackoffMin << (attempt - 1)
 			d = min(d, backi.DefaultBackoffMax)
-			return max(backi.DefaultBackoffMin, d/2), d + d/16
+			return max(backi.DefaultBackoffMin, d/2), d
 		}
 		for i, g := range got[:8] {
 			lo, hi := bounds(i + 1)
