@@ -22,15 +22,9 @@ type Option func(*config)
 type config struct{ failureThreshold uint64 }
 
 // WithFailureThreshold makes a worker with n or more consecutive failures fail
-// the liveness check. n must be at least 1; by default failures alone never
-// fail it.
-func WithFailureThreshold(n int) Option {
-	return func(c *config) {
-		if n < 1 {
-			panic(fmt.Sprintf("backihttp: WithFailureThreshold(%d): need at least 1", n))
-		}
-		c.failureThreshold = uint64(n)
-	}
+// the liveness check. 0, the default, means that failures alone never fail it.
+func WithFailureThreshold(n uint64) Option {
+	return func(c *config) { c.failureThreshold = n }
 }
 
 // Health is the body of a health check's answer.
@@ -49,7 +43,9 @@ type Health struct {
 func Liveness(h *backi.Host, opts ...Option) http.Handler {
 	var c config
 	for _, o := range opts {
-		o(&c)
+		if o != nil {
+			o(&c)
+		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var problems []string

@@ -38,15 +38,21 @@ import (
 var parser = gocron.MustNewParser(gocron.SecondOptional | gocron.Minute | gocron.Hour |
 	gocron.Dom | gocron.Month | gocron.Dow | gocron.Descriptor | gocron.DowOrDom)
 
-// An Option configures Parse.
-type Option func(*config)
+// An Option configures Parse, which reports an invalid one, named.
+type Option func(*config) error
 
 type config struct{ loc *time.Location }
 
 // WithLocation reads the expression's times in loc, unless the expression has
-// a CRON_TZ= prefix. The default is UTC.
+// a CRON_TZ= prefix. loc must not be nil; the default is UTC.
 func WithLocation(loc *time.Location) Option {
-	return func(c *config) { c.loc = loc }
+	return func(c *config) error {
+		if loc == nil {
+			return errors.New("cron: WithLocation(nil): location is nil")
+		}
+		c.loc = loc
+		return nil
+	}
 }
 
 var fieldNames = []string{"minute", "hour", "day-of-month", "month", "day-of-week"}
@@ -56,10 +62,12 @@ var fieldNames = []string{"minute", "hour", "day-of-month", "month", "day-of-wee
 func Parse(expr string, opts ...Option) (backi.Schedule, error) {
 	c := config{loc: time.UTC}
 	for _, o := range opts {
-		o(&c)
-	}
-	if c.loc == nil {
-		return nil, errors.New("cron: WithLocation(nil): location is nil")
+		if o == nil {
+			return nil, errors.New("cron: nil Option")
+		}
+		if err := o(&c); err != nil {
+			return nil, err
+		}
 	}
 	s, err := parser.Parse(expr)
 	if err != nil {

@@ -84,6 +84,9 @@ func TestErrorsNameTheField(t *testing.T) {
 			t.Errorf("Parse(%q) = %v, want an error containing %q", tc.expr, err, tc.want)
 		}
 	}
+	if _, err := cron.Parse("* * * * *", nil); err == nil || err.Error() != "cron: nil Option" {
+		t.Errorf("a nil Option: %v", err)
+	}
 	if _, err := cron.Parse("* * * * *", cron.WithLocation(nil)); err == nil || !strings.Contains(err.Error(), "WithLocation(nil)") {
 		t.Errorf("WithLocation(nil): %v", err)
 	}

@@ -18,17 +18,45 @@ const (
 	DefaultCheckTimeout = 250 * time.Millisecond
 )
 
-// An Option configures New and NewSession.
-type Option func(*Session)
+// An Option configures New and NewSession, which report an invalid one,
+// named, before anything connects.
+type Option func(*Session) error
 
 // WithRetryPeriod sets how often a replica that does not lead tries again.
-func WithRetryPeriod(d time.Duration) Option { return func(s *Session) { s.retry = d } }
+// d must be positive; the default is DefaultRetryPeriod.
+func WithRetryPeriod(d time.Duration) Option {
+	return func(s *Session) error {
+		if d <= 0 {
+			return fmt.Errorf("pgleader: WithRetryPeriod(%v): need a positive period", d)
+		}
+		s.retry = d
+		return nil
+	}
+}
 
-// WithCheckPeriod sets how often the leader checks its connection.
-func WithCheckPeriod(d time.Duration) Option { return func(s *Session) { s.checkPeriod = d } }
+// WithCheckPeriod sets how often the leader checks its connection. d must be
+// positive; the default is DefaultCheckPeriod.
+func WithCheckPeriod(d time.Duration) Option {
+	return func(s *Session) error {
+		if d <= 0 {
+			return fmt.Errorf("pgleader: WithCheckPeriod(%v): need a positive period", d)
+		}
+		s.checkPeriod = d
+		return nil
+	}
+}
 
-// WithCheckTimeout bounds each check; it must not exceed the check period.
-func WithCheckTimeout(d time.Duration) Option { return func(s *Session) { s.checkTimeout = d } }
+// WithCheckTimeout bounds each check. d must be positive and not exceed the
+// check period; the default is DefaultCheckTimeout.
+func WithCheckTimeout(d time.Duration) Option {
+	return func(s *Session) error {
+		if d <= 0 {
+			return fmt.Errorf("pgleader: WithCheckTimeout(%v): need a positive timeout", d)
+		}
+		s.checkTimeout = d
+		return nil
+	}
+}
 
 // Session is one dedicated connection, shared by the electors of several
 // names (see Session.Elector). It connects when one of them campaigns, checks
@@ -57,15 +85,15 @@ func NewSession(connString string, opts ...Option) (*Session, error) {
 	}
 	s := &Session{cfg: cfg, retry: DefaultRetryPeriod, checkPeriod: DefaultCheckPeriod, checkTimeout: DefaultCheckTimeout, terms: map[*term]bool{}}
 	for _, o := range opts {
-		o(s)
+		if o == nil {
+			return nil, errors.New("pgleader: nil Option")
+		}
+		if err := o(s); err != nil {
+			return nil, err
+		}
 	}
-	switch {
-	case s.retry <= 0:
-		return nil, fmt.Errorf("pgleader: WithRetryPeriod(%v): need a positive period", s.retry)
-	case s.checkPeriod <= 0:
-		return nil, fmt.Errorf("pgleader: WithCheckPeriod(%v): need a positive period", s.checkPeriod)
-	case s.checkTimeout <= 0 || s.checkTimeout > s.checkPeriod:
-		return nil, fmt.Errorf("pgleader: WithCheckTimeout(%v): need 0 < timeout <= the check period (%v)", s.checkTimeout, s.checkPeriod)
+	if s.checkTimeout > s.checkPeriod {
+		return nil, fmt.Errorf("pgleader: WithCheckTimeout(%v): need a timeout no longer than the check period (%v)", s.checkTimeout, s.checkPeriod)
 	}
 	return s, nil
 }
@@ -301,6 +329,9 @@ type term struct {
 
 func (t *term) Done() <-chan struct{} { return t.done }
 func (t *term) Token() uint64         { return t.token }
+
+// String names the term, as in `term 7 of "nightly-report"`.
+func (t *term) String() string { return fmt.Sprintf("term %d of %q", t.token, t.e.name) }
 func (t *term) end()                  { t.once.Do(func() { close(t.done) }) }
 
 // Resign ends the term at once: it marks the row released and unlocks, and

@@ -309,8 +309,11 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"postgres://localhost/test", "", nil, "pgleader: the name is empty"},
 		{"postgres://%zz", "n", nil, "pgleader: "},
-		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithCheckTimeout(time.Second)}, "WithCheckTimeout(1s): need 0 < timeout <= the check period (250ms)"},
+		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithCheckTimeout(time.Second)}, "WithCheckTimeout(1s): need a timeout no longer than the check period (250ms)"},
 		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithRetryPeriod(0)}, "WithRetryPeriod(0s)"},
+		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithCheckPeriod(-time.Second)}, "WithCheckPeriod(-1s)"},
+		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithCheckTimeout(0)}, "WithCheckTimeout(0s)"},
+		{"postgres://localhost/test", "n", []pgleader.Option{nil}, "pgleader: nil Option"},
 	} {
 		if _, err := pgleader.New(tc.conn, tc.name, tc.opts...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%q, %q) = %v, want %q", tc.conn, tc.name, err, tc.want)

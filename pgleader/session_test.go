@@ -32,6 +32,9 @@ func TestSessionSharesOneConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got, want := fmt.Sprint(ta), fmt.Sprintf("term %d of %q", ta.Token(), base+"-a"); got != want {
+		t.Errorf("a term prints as %s, want %s", got, want)
+	}
 
 	admin, err := pgx.Connect(ctx, url)
 	if err != nil {
