@@ -48,30 +48,38 @@ func (l *lane) run() {
 func (l *lane) exited() error {
 	err := errors.Join(ErrGoexit, l.goexit)
 	l.goexit = nil
-	l.attempt++
-	l.fail(err, nil, time.Now())
+	l.failed(err, nil, time.Now())
 	return fmt.Errorf("backi: worker %q: %w", l.w.name, err)
 }
 
 // drive runs turns when the lane's pacer says, until the loop's context ends
 // or the worker must end, and returns the loop's result.
 func (l *lane) drive() error {
+	var ended time.Time // when the last turn ended
 	for !isDone(l.done) {
 		s := l.pace.next(l)
 		if s.end {
 			return s.err
 		}
-		if l.await(s) == waitDone {
-			return nil
+		start := ended // a turn that follows the last at once starts as it ended
+		s.woken = false
+		if !s.at.IsZero() || start.IsZero() {
+			if l.await(s) == waitDone {
+				return nil
+			}
+			start = time.Now()
 		}
 		if s.retry {
 			continue
 		}
-		t := l.begin(s.due, s.woken)
+		var t turn
+		l.begin(&t, start, s.due, s.woken)
 		it, err := l.iterate(t.ctx)
-		if stop, err := l.end(&t, s, it, err); stop {
+		stop, err := l.end(&t, s, it, err)
+		if stop {
 			return err
 		}
+		ended = t.end
 	}
 	return nil
 }
@@ -79,7 +87,6 @@ func (l *lane) drive() error {
 // await waits until the start of step s, if it has one, and notes in s
 // whether Wake ended the wait.
 func (l *lane) await(s *step) waitResult {
-	s.woken = false
 	if s.at.IsZero() {
 		return waitElapsed
 	}
@@ -89,36 +96,28 @@ func (l *lane) await(s *step) waitResult {
 	return res
 }
 
-// turnResult is how one turn went.
-type turnResult struct {
-	res  Result
-	err  error     // what matters for res: the failure, or Stop's error
-	end  time.Time // when the iteration returned
-	it   Iteration // built for the turn (Continuous), for its own failure hook
-	wait time.Duration
-}
-
 // A turn runs one iteration in three steps: begin, iterate and end.
 type turn struct {
-	ctx   context.Context // the iteration's
-	ev    IterationEvent
-	debug bool // whether the logger takes Debug records
+	ctx        context.Context // the iteration's
+	start, end time.Time
+	seq        uint64 // the iteration's number, counted only for the observer and the debug log
+	debug      bool   // whether the logger takes Debug records
 }
 
-// begin starts a turn: the scheduled run due at due if due is not zero, or
-// one that Wake asked for. It records the start and makes the iteration's
-// context.
-func (l *lane) begin(due time.Time, woken bool) turn {
-	start := time.Now()
-	l.sl.started.Store(start.UnixNano())
+// begin starts turn t at start: the scheduled run due at due if due is not
+// zero, or one that Wake asked for. It records the start and makes the
+// iteration's context.
+func (l *lane) begin(t *turn, start, due time.Time, woken bool) {
+	t.start, t.debug = start, l.r.log.Enabled(l.ctx, slog.LevelDebug)
+	l.sl.started.Store(t.start.UnixNano())
 	l.setState(StateRunning)
-	t := turn{debug: l.r.log.Enabled(l.ctx, slog.LevelDebug)}
-	t.ev = l.event(start, t.debug)
-	if t.debug {
-		l.logStarted(t.ev)
+	if t.debug || l.r.obs != nil {
+		t.seq = l.sl.count() + 1
 	}
-	t.ctx = l.iterationContext(t.ev, due, woken)
-	return t
+	if t.debug {
+		l.logStarted(t.seq)
+	}
+	t.ctx = l.iterationContext(t, due, woken)
 }
 
 // end finishes the turn t of step s, whose iteration returned err: it
@@ -127,63 +126,62 @@ func (l *lane) begin(due time.Time, woken bool) turn {
 func (l *lane) end(t *turn, s *step, it Iteration, err error) (bool, error) {
 	res, rerr := l.outcome(err)
 	end := time.Now()
-	d := end.Sub(t.ev.Start)
+	t.end = end
 	if t.debug {
-		l.logFinished(t.ev, res, d, err)
+		l.logFinished(t.seq, res, end.Sub(t.start), err)
 	}
 	l.count(res, end)
 	if obs := l.r.obs; obs != nil {
-		obs.IterationEnd(t.ctx, t.ev, IterationResult{Result: res, Err: err, Duration: d})
+		obs.IterationEnd(t.ctx, l.event(t), IterationResult{Result: res, Err: err, Duration: end.Sub(t.start)})
 	}
+	var wait time.Duration
 	switch res {
 	case ResultShutdown:
 		return true, nil
 	case ResultStopped:
 		return true, rerr
+	case ResultFailure:
+		var stop bool
+		if wait, stop, rerr = l.failed(rerr, it, end); stop {
+			return true, rerr
+		}
+	default:
+		l.attempt = 0
 	}
-	tr := turnResult{res: res, err: rerr, end: end, it: it}
-	if stop, err := l.settle(&tr); stop {
-		return true, err
-	}
-	l.pace.ended(l, s, tr)
+	l.pace.ended(l, s, res, end, wait)
 	return false, nil
 }
 
-// event describes the iteration that starts at start, for the observer and
-// the debug log; its number is counted only for them.
-func (l *lane) event(start time.Time, debug bool) IterationEvent {
-	ev := IterationEvent{Worker: l.w.name, Loop: l.index, Start: start}
-	if debug || l.r.obs != nil {
-		ev.Iteration = l.sl.count() + 1
-	}
-	return ev
+// event describes the iteration of turn t, for the observer.
+func (l *lane) event(t *turn) IterationEvent {
+	return IterationEvent{Worker: l.w.name, Loop: l.index, Iteration: t.seq, Start: t.start}
 }
 
-// iterationContext returns the context of the iteration ev: the loop's, with
-// the due time of a scheduled run, and what the observer adds. It logs a
-// scheduled run, and a run Wake asked for in a periodic worker.
-func (l *lane) iterationContext(ev IterationEvent, due time.Time, woken bool) context.Context {
+// iterationContext returns the context of the iteration of turn t: the
+// loop's, with the due time of a scheduled run, and what the observer adds.
+// It logs a scheduled run, and a run Wake asked for in a periodic worker.
+func (l *lane) iterationContext(t *turn, due time.Time, woken bool) context.Context {
 	ctx, log := l.ctx, l.r.log
 	switch {
 	case due.IsZero():
 	case woken:
 		log.LogAttrs(ctx, slog.LevelInfo, "run on Wake", slog.Time("next", due))
 	default:
-		log.LogAttrs(ctx, slog.LevelInfo, "scheduled run", slog.Time("due", due), slog.Duration("late", ev.Start.Sub(due)))
+		log.LogAttrs(ctx, slog.LevelInfo, "scheduled run", slog.Time("due", due), slog.Duration("late", t.start.Sub(due)))
 		ctx = context.WithValue(ctx, dueKey{}, due)
 	}
 	if l.r.obs != nil {
-		ctx = l.r.obs.IterationStart(ctx, ev)
+		ctx = l.r.obs.IterationStart(ctx, l.event(t))
 	}
 	return ctx
 }
 
-func (l *lane) logStarted(ev IterationEvent) {
-	l.r.log.LogAttrs(l.ctx, slog.LevelDebug, "iteration started", slog.Int("loop", l.index), slog.Uint64("iteration", ev.Iteration))
+func (l *lane) logStarted(seq uint64) {
+	l.r.log.LogAttrs(l.ctx, slog.LevelDebug, "iteration started", slog.Int("loop", l.index), slog.Uint64("iteration", seq))
 }
 
-func (l *lane) logFinished(ev IterationEvent, res Result, d time.Duration, err error) {
-	l.r.log.LogAttrs(l.ctx, slog.LevelDebug, "iteration finished", slog.Int("loop", l.index), slog.Uint64("iteration", ev.Iteration),
+func (l *lane) logFinished(seq uint64, res Result, d time.Duration, err error) {
+	l.r.log.LogAttrs(l.ctx, slog.LevelDebug, "iteration finished", slog.Int("loop", l.index), slog.Uint64("iteration", seq),
 		slog.Duration("duration", d), slog.String("result", res.String()), slog.Any("err", err))
 }
 
@@ -302,18 +300,12 @@ func (l *lane) count(res Result, end time.Time) {
 	}
 }
 
-// settle keeps the lane's attempt count, and handles a failure: it sets the
-// wait before the next turn, or reports that the worker must end, and with
-// which error.
-func (l *lane) settle(t *turnResult) (bool, error) {
-	if t.res != ResultFailure {
-		l.attempt = 0
-		return false, nil
-	}
+// failed counts a failure of the lane at now in its attempts and handles it
+// (see fail): it returns the wait before the next turn, or stop and the
+// worker's error.
+func (l *lane) failed(err error, it Iteration, now time.Time) (time.Duration, bool, error) {
 	l.attempt++
-	wait, stop, err := l.fail(t.err, t.it, t.end)
-	t.wait = wait
-	return stop, err
+	return l.fail(err, it, now)
 }
 
 // setState records the loop's state and tells the observer of a change.

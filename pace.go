@@ -7,7 +7,7 @@ import "time"
 // ended how the turn went.
 type pacer interface {
 	next(l *lane) *step
-	ended(l *lane, s *step, t turnResult)
+	ended(l *lane, s *step, res Result, end time.Time, wait time.Duration)
 }
 
 // step is a pacer's answer: when the next turn starts, and how the lane
@@ -42,14 +42,14 @@ type continuous struct {
 
 func (p *continuous) next(*lane) *step { return &p.then }
 
-func (p *continuous) ended(_ *lane, _ *step, t turnResult) {
-	switch t.res {
+func (p *continuous) ended(_ *lane, _ *step, res Result, end time.Time, wait time.Duration) {
+	switch res {
 	case ResultSuccess:
-		p.idle, p.then = 0, step{}
+		p.idle, p.then.at = 0, time.Time{} // at once
 	case ResultNoWork:
 		p.idle = min(max(p.c.idleMin, 2*p.idle), p.c.idleMax)
-		p.then = step{at: t.end.Add(p.idle), state: StateIdle, wakeable: true}
+		p.then = step{at: end.Add(p.idle), state: StateIdle, wakeable: true}
 	case ResultFailure:
-		p.then = step{at: t.end.Add(t.wait), state: StateBackingOff}
+		p.then = step{at: end.Add(wait), state: StateBackingOff}
 	}
 }

@@ -53,30 +53,30 @@ func (p *scheduled) next(l *lane) *step {
 	return &p.then
 }
 
-func (p *scheduled) ended(l *lane, s *step, t turnResult) {
+func (p *scheduled) ended(l *lane, s *step, res Result, end time.Time, wait time.Duration) {
 	if s.woken || s.retry {
 		return // an extra run: the schedule stays as it was
 	}
-	if t.res == ResultFailure {
-		next, ok := p.after(l, p.due, t.end)
-		if retry := t.end.Add(t.wait); ok && (next.IsZero() || retry.Before(next)) {
+	if res == ResultFailure {
+		next, ok := p.after(l, p.due, end)
+		if retry := end.Add(wait); ok && (next.IsZero() || retry.Before(next)) {
 			p.then = step{at: retry, state: StateBackingOff, due: p.due} // retry the same run
 			return
 		}
-		p.plan(l, next, ok, t.end)
+		p.plan(l, next, ok, end)
 		return
 	}
 	done := p.due
 	if p.relative {
-		done = t.end
+		done = end
 	}
 	// A run that completed is recorded even when the worker is stopping: its
 	// context is done, but the run happened.
 	if err := l.saveRun(context.WithoutCancel(l.ctx), done); err != nil {
 		l.r.log.LogAttrs(l.ctx, slog.LevelError, "could not record the run", slog.Time("due", p.due), slog.Any("err", err))
 	}
-	next, ok := p.after(l, p.due, t.end)
-	p.plan(l, next, ok, t.end)
+	next, ok := p.after(l, p.due, end)
+	p.plan(l, next, ok, end)
 }
 
 // plan makes due the next run, to start with jitter; when the schedule
@@ -113,12 +113,12 @@ func (p *scheduled) first(l *lane) bool {
 	now = time.Now()
 	if err != nil {
 		l.sl.started.Store(now.UnixNano()) // for the failure record's duration
-		t := turnResult{res: ResultFailure, err: err, end: now}
-		if stop, err := l.settle(&t); stop {
+		wait, stop, err := l.failed(err, nil, now)
+		if stop {
 			p.then = step{end: true, err: err}
 			return false
 		}
-		p.then = step{at: now.Add(t.wait), state: StateBackingOff, retry: true}
+		p.then = step{at: now.Add(wait), state: StateBackingOff, retry: true}
 		return false
 	}
 	p.known = true
