@@ -329,10 +329,10 @@ type term struct {
 
 func (t *term) Done() <-chan struct{} { return t.done }
 func (t *term) Token() uint64         { return t.token }
+func (t *term) end()                  { t.once.Do(func() { close(t.done) }) }
 
 // String names the term, as in `term 7 of "nightly-report"`.
 func (t *term) String() string { return fmt.Sprintf("term %d of %q", t.token, t.e.name) }
-func (t *term) end()           { t.once.Do(func() { close(t.done) }) }
 
 // Resign ends the term at once: it marks the row released and unlocks, and
 // the session closes its connection if nothing else uses it. Calls after the
