@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 )
 
 // ErrGoexit is the failure of a turn during which user code called
@@ -42,6 +43,30 @@ func protect[T any](fn func() (T, error)) (v T, err error) {
 	return fn()
 }
 
+// as is errors.As for a target of type T. An error whose Unwrap or As
+// method panics matches nothing.
+func as[T error](err error) (t T, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	ok = errors.As(err, &t)
+	return t, ok
+}
+
+// text returns v's text as fmt prints it, or, should that panic (fmt does
+// not contain a value whose Error method panics with the value itself), a
+// description of v's type.
+func text(v any) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = fmt.Sprintf("%T (its text panics)", v)
+		}
+	}()
+	return fmt.Sprint(v)
+}
+
 // contained returns a handler that passes records to h and contains its
 // panics: a record whose handling panics is dropped, and the panic is written
 // to standard error, since the log itself failed.
@@ -64,33 +89,30 @@ func (s safeHandler) Handle(ctx context.Context, r slog.Record) (err error) {
 	return s.h.Handle(ctx, r)
 }
 
-func (s safeHandler) WithAttrs(as []slog.Attr) (h slog.Handler) {
+// WithAttrs and WithGroup keep s when h's panic or return nil.
+func (s safeHandler) WithAttrs(attrs []slog.Attr) (h slog.Handler) {
 	h = s
 	defer s.contain("WithAttrs")
-	return safeHandler{s.h.WithAttrs(as)}
+	if w := s.h.WithAttrs(attrs); w != nil {
+		return safeHandler{w}
+	}
+	return s
 }
 
 func (s safeHandler) WithGroup(name string) (h slog.Handler) {
 	h = s
 	defer s.contain("WithGroup")
-	return safeHandler{s.h.WithGroup(name)}
+	if w := s.h.WithGroup(name); w != nil {
+		return safeHandler{w}
+	}
+	return s
 }
 
 // contain, deferred, recovers a panic of the handler's method.
 func (s safeHandler) contain(method string) {
 	if v := recover(); v != nil {
-		fmt.Fprintf(os.Stderr, "backi: log handler %T: %s panicked: %v\n", s.h, method, printable(v))
+		fmt.Fprintf(os.Stderr, "backi: log handler %T: %s panicked: %s\n", s.h, method, text(v))
 	}
-}
-
-// printable returns v, or its text when formatting v would call its methods:
-// fmt contains their panics.
-func printable(v any) any {
-	switch v.(type) {
-	case error, fmt.Stringer:
-		return fmt.Sprint(v)
-	}
-	return v
 }
 
 // safeObserver tells o, and logs and forgets o's panics.
@@ -99,10 +121,13 @@ type safeObserver struct {
 	log *slog.Logger
 }
 
+// IterationStart keeps ctx when o returns nil, or a context that can never
+// end in place of one that can, which would keep the iteration from being
+// cancelled.
 func (s *safeObserver) IterationStart(ctx context.Context, e IterationEvent) (out context.Context) {
 	out = ctx
 	defer s.contain(ctx, "IterationStart")
-	if c := s.o.IterationStart(ctx, e); c != nil {
+	if c := s.o.IterationStart(ctx, e); c != nil && (c.Done() != nil || ctx.Done() == nil) {
 		return c
 	}
 	return ctx
@@ -126,3 +151,51 @@ func (s *safeObserver) contain(ctx context.Context, method string) {
 			slog.Any("err", pe), slog.String("stack", string(pe.Stack)))
 	}
 }
+
+// abandonGrace is how long past its context's end a bounded callback may run
+// before it is abandoned.
+const abandonGrace = 100 * time.Millisecond
+
+// bounded calls fn, what the message names, with a context that carries
+// base's values and cancellation and expires after timeout, on a goroutine of
+// its own. A callback still running abandonGrace after its context ended is
+// abandoned: left to finish on its own, and reported as an *abandonedError.
+func bounded(base context.Context, timeout time.Duration, what string, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(base, min(timeout, maxWait))
+	done := make(chan error, 1)
+	go callThen(ctx, fn, func(err error) {
+		cancel()
+		done <- err
+	})
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	grace := time.NewTimer(abandonGrace)
+	defer grace.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-grace.C:
+		return &abandonedError{what: what, timeout: timeout, err: ctx.Err()}
+	}
+}
+
+// abandonedError is the failure of a callback that outlived its context.
+type abandonedError struct {
+	what    string
+	timeout time.Duration
+	err     error // the context's
+}
+
+func (e *abandonedError) Error() string {
+	if errors.Is(e.err, context.DeadlineExceeded) {
+		return fmt.Sprintf("backi: %s still running %v after its %v timeout: abandoned", e.what, abandonGrace, e.timeout)
+	}
+	return fmt.Sprintf("backi: %s still running %v after its context was cancelled: abandoned", e.what, abandonGrace)
+}
+
+// Unwrap returns the context's error: context.DeadlineExceeded after a
+// timeout.
+func (e *abandonedError) Unwrap() error { return e.err }

@@ -44,17 +44,22 @@ func kind(err error) (res Result, serr error) {
 			res, serr = ResultFailure, nil
 		}
 	}()
-	var pe *PanicError
-	var s *stopError
-	switch {
-	case errors.As(err, &pe):
+	if isPanic(err) {
 		return ResultFailure, nil
-	case errors.As(err, &s):
+	}
+	if s, ok := as[*stopError](err); ok {
 		return ResultStopped, s.err
-	case errors.Is(err, ErrNoWork):
+	}
+	if errors.Is(err, ErrNoWork) {
 		return ResultNoWork, nil
 	}
 	return ResultFailure, nil
+}
+
+// isPanic reports whether err is or wraps a *PanicError.
+func isPanic(err error) bool {
+	_, ok := as[*PanicError](err)
+	return ok
 }
 
 // PanicError is what a recovered panic becomes: in an iteration, in a Continuous
@@ -71,7 +76,7 @@ func newPanicError(v any) *PanicError {
 	return &PanicError{Value: v, Stack: debug.Stack()}
 }
 
-func (e *PanicError) Error() string { return fmt.Sprintf("backi: panic: %v", e.Value) }
+func (e *PanicError) Error() string { return "backi: panic: " + text(e.Value) }
 
 // Unwrap returns the panic value when it is an error, so that errors.Is and
 // errors.As see through a panic(err).

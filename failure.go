@@ -2,7 +2,6 @@ package backi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -95,30 +94,29 @@ func (e *escalation) record(now time.Time) bool {
 	return now.Sub(oldest) <= p.window
 }
 
-// fail records a failure of the lane at now, asks the failure hook (its own
-// when the turn's Iteration is a FailureHandler) and the escalation policy
-// what to do, and logs it. It returns the wait before the next turn, or stop
+// fail records a failure of the lane at now, of a turn that took took, asks
+// the failure hook (its own when the turn's Iteration is a FailureHandler)
+// and the escalation policy what to do, and logs it. It returns the wait before the next turn, or stop
 // and Run's result.
-func (l *lane) fail(err error, it Iteration, now time.Time) (time.Duration, bool, error) {
+func (l *lane) fail(err error, it Iteration, took time.Duration, now time.Time) (time.Duration, bool, error) {
 	w, sl, ctx, log := l.w, l.sl, l.ctx, l.r.log
+	l.inTurn = false
 	sl.failures.Add(1)
 	sl.lastFailure.Store(now.UnixNano())
 	w.stats.lastErr.Store(&errorBox{err})
 	w.stats.consecutive.Add(1)
 
 	wait := w.backoffWait(l.attempt, log)
-	rec := failureRecord{err: err, iteration: sl.count(), duration: now.Sub(time.Unix(0, sl.started.Load())), attempt: l.attempt}
+	rec := failureRecord{err: err, iteration: sl.count(), duration: took, attempt: l.attempt}
 	hook := w.cfg.onFailure
 	if h, ok := it.(FailureHandler); ok {
 		hook = h.OnFailure
 	}
 	if hook != nil {
-		f := Failure{Worker: w.name, Err: err, Attempt: l.attempt, Wait: wait, Logger: log}
-		hwait, herr := protect(func() (time.Duration, error) { return hook(ctx, f) })
-		var pe *PanicError
+		hwait, pe, herr := callHook(ctx, hook, Failure{Worker: w.name, Err: err, Attempt: l.attempt, Wait: wait, Logger: log})
 		switch {
-		case errors.As(herr, &pe) && pe == herr:
-			log.LogAttrs(ctx, slog.LevelError, "failure hook panicked", slog.Any("err", herr), stackAttr(herr))
+		case pe != nil:
+			log.LogAttrs(ctx, slog.LevelError, "failure hook panicked", slog.Any("err", pe), slog.String("stack", string(pe.Stack)))
 		case herr != nil:
 			if res, serr := kind(herr); res == ResultStopped {
 				herr = serr
@@ -137,6 +135,18 @@ func (l *lane) fail(err error, it Iteration, now time.Time) (time.Duration, bool
 	rec.wait = wait
 	w.failLog.write(ctx, log, rec, now)
 	return wait, false, nil
+}
+
+// callHook calls a failure hook, and returns a panic of the hook apart from
+// the error it returned.
+func callHook(ctx context.Context, hook func(context.Context, Failure) (time.Duration, error), f Failure) (wait time.Duration, panicked *PanicError, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicked = newPanicError(v)
+		}
+	}()
+	wait, err = hook(ctx, f)
+	return wait, nil, err
 }
 
 // backoffWait asks the worker's Backoff for the wait after attempt

@@ -143,6 +143,7 @@ func (h *Host) Workers() []*Worker {
 type hosted struct {
 	Service
 	optional bool
+	name     string // read once, by check
 }
 
 // NewHost returns a host configured by opts. It starts nothing.
@@ -158,9 +159,9 @@ func (h *Host) Add(services ...Service) {
 	}
 	for _, s := range services {
 		if o, ok := s.(*optional); ok {
-			h.services = append(h.services, hosted{o.Service, true})
+			h.services = append(h.services, hosted{Service: o.Service, optional: true})
 		} else {
-			h.services = append(h.services, hosted{s, false})
+			h.services = append(h.services, hosted{Service: s})
 		}
 	}
 }
@@ -178,6 +179,7 @@ func (h *Host) config() (hostConfig, error) {
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
+	c.logger = slog.New(contained(c.logger.Handler()))
 	return c, nil
 }
 
@@ -214,17 +216,27 @@ func (h *Host) claim() ([]hosted, error) {
 // *Worker and the service HTTPServer returns are checkers.
 type checker interface{ check() error }
 
-// check reports the first service that is nil, is misconfigured or shares
-// another's name, so that a host with one invalid service starts none.
+// check reads each service's name, and reports the first service that is
+// nil, is misconfigured or shares another's name, so that a host with one
+// invalid service starts none.
 func check(services []hosted) error {
 	seen := make(map[string]bool)
-	for i, s := range services {
+	for i := range services {
+		s := &services[i]
 		if s.Service == nil {
 			return fmt.Errorf("backi: host: service #%d is nil", i+1)
 		}
-		name := s.Name()
+		name, err := protect(func() (string, error) { return s.Name(), nil })
+		if err != nil {
+			return fmt.Errorf("backi: host: service #%d: Name: %w", i+1, err)
+		}
+		s.name = name
 		if c, ok := s.Service.(checker); ok {
-			if err := c.check(); err != nil && name == "" {
+			cerr, err := protect(func() (error, error) { return c.check(), nil })
+			if err == nil {
+				err = cerr
+			}
+			if err != nil && name == "" {
 				return fmt.Errorf("backi: host: service #%d: %w", i+1, err)
 			} else if err != nil {
 				return fmt.Errorf("backi: host: service %q: %w", name, err)
@@ -365,10 +377,10 @@ func (r *hostRun) awaitStop(ctx context.Context) error {
 		case res := <-r.results:
 			s := r.ended(res)
 			if stopsHost(s, res.err) {
-				log.LogAttrs(ctx, slog.LevelError, "host stopping", slog.String("reason", "service ended"), slog.String("service", s.Name()), slog.Any("err", res.err))
-				return fmt.Errorf("backi: service %q: %w", s.Name(), res.err)
+				log.LogAttrs(ctx, slog.LevelError, "host stopping", slog.String("reason", "service ended"), slog.String("service", s.name), slog.Any("err", res.err))
+				return fmt.Errorf("backi: service %q: %w", s.name, res.err)
 			}
-			logEnd(ctx, log, s.Name(), res.err)
+			logEnd(ctx, log, s.name, res.err)
 		}
 	}
 	return nil
@@ -384,9 +396,9 @@ func (r *hostRun) ended(res result) hosted {
 // collect records the end of a service during shutdown.
 func (r *hostRun) collect(ctx context.Context, res result) {
 	s := r.ended(res)
-	logEnd(ctx, r.cfg.logger, s.Name(), res.err)
+	logEnd(ctx, r.cfg.logger, s.name, res.err)
 	if res.err != nil {
-		r.errs = append(r.errs, fmt.Errorf("backi: service %q: %w", s.Name(), res.err))
+		r.errs = append(r.errs, fmt.Errorf("backi: service %q: %w", s.name, res.err))
 	}
 }
 
@@ -436,7 +448,7 @@ func (r *hostRun) wait(ctx context.Context, stop <-chan struct{}, done func() bo
 			r.drainsLeft--
 			r.draining[res.i] = false
 			if res.err != nil {
-				r.errs = append(r.errs, fmt.Errorf("backi: service %q: shutdown: %w", r.services[res.i].Name(), res.err))
+				r.errs = append(r.errs, fmt.Errorf("backi: service %q: shutdown: %w", r.services[res.i].name, res.err))
 			}
 		case <-stop:
 			return false
@@ -450,7 +462,7 @@ func (r *hostRun) running() []string {
 	var names []string
 	for i, s := range r.services {
 		if r.alive[i] || r.draining[i] {
-			names = append(names, s.Name())
+			names = append(names, s.name)
 		}
 	}
 	return names
@@ -478,8 +490,7 @@ func (e *ShutdownError) Error() string {
 
 // stopsHost reports whether a service's end stops the host.
 func stopsHost(s hosted, err error) bool {
-	var esc *EscalationError
-	if errors.As(err, &esc) {
+	if esc, ok := as[*EscalationError](err); ok {
 		return esc.Action == StopHost
 	}
 	return err != nil && !s.optional

@@ -22,9 +22,11 @@ type lane struct {
 	pace    pacer
 	timer   *time.Timer // for the loop's waits, made on the first one
 	attempt int         // consecutive failures
-	scope   Scope
-	goexit  error // the cleanups' errors of a turn ended by runtime.Goexit
-	err     error // the loop's result, once run has returned
+	scope   *Scope      // the turn's
+	inTurn  bool        // a turn has begun and is not counted yet
+	goexit  error       // the cleanups' errors of a turn ended by runtime.Goexit
+	err     error       // the loop's result, once run has returned
+	stopped bool        // the loop ended the worker: Stop, a hook or the escalation policy
 }
 
 // run runs the loop until it ends, with its result in l.err. Should a
@@ -32,36 +34,42 @@ type lane struct {
 // turn in flight fails with ErrGoexit, after its cleanups, and that is the
 // result, although Go then ends the goroutine (see Worker.Run).
 func (l *lane) run() {
+	l.stopped = false
 	normal := false
 	defer func() {
 		l.stopTimer()
+		l.sl.setNextRun(time.Time{})
 		if !normal {
-			l.err = l.exited()
+			l.err, l.stopped = l.exited(), true
 		}
 	}()
 	l.err = l.drive()
 	normal = true
 }
 
-// exited records the failure of a turn ended by runtime.Goexit, and returns
-// the worker's error.
+// exited records the failure of a turn ended by runtime.Goexit, unless it
+// was counted already, and returns the worker's error.
 func (l *lane) exited() error {
 	err := errors.Join(ErrGoexit, l.goexit)
 	l.goexit = nil
-	l.failed(err, nil, time.Now())
+	if l.inTurn {
+		now := time.Now()
+		l.failed(err, nil, now.Sub(unixTime(l.sl.started.Load())), now)
+	}
 	return fmt.Errorf("backi: worker %q: %w", l.w.name, err)
 }
 
 // drive runs turns when the lane's pacer says, until the loop's context ends
 // or the worker must end, and returns the loop's result.
 func (l *lane) drive() error {
-	var ended time.Time // when the last turn ended
+	var free time.Time // when the lane was done with the last turn
 	for !isDone(l.done) {
 		s := l.pace.next(l)
-		if s.end {
+		if s.stop {
+			l.stopped = true
 			return s.err
 		}
-		start := ended // a turn that follows the last at once starts as it ended
+		start := free // a turn that follows the last at once starts then
 		s.woken = false
 		if !s.at.IsZero() || start.IsZero() {
 			if l.await(s) == waitDone {
@@ -79,7 +87,7 @@ func (l *lane) drive() error {
 		if stop {
 			return err
 		}
-		ended = t.end
+		free = t.free
 	}
 	return nil
 }
@@ -98,10 +106,11 @@ func (l *lane) await(s *step) waitResult {
 
 // A turn runs one iteration in three steps: begin, iterate and end.
 type turn struct {
-	ctx        context.Context // the iteration's
-	start, end time.Time
-	seq        uint64 // the iteration's number, counted only for the observer and the debug log
-	debug      bool   // whether the logger takes Debug records
+	ctx   context.Context // the iteration's
+	start time.Time
+	free  time.Time // when the lane was done with the turn, the observer and debug log included
+	seq   uint64    // the iteration's number, counted only for the observer and the debug log
+	debug bool      // whether the logger takes Debug records
 }
 
 // begin starts turn t at start: the scheduled run due at due if due is not
@@ -109,6 +118,7 @@ type turn struct {
 // iteration's context.
 func (l *lane) begin(t *turn, start, due time.Time, woken bool) {
 	t.start, t.debug = start, l.r.log.Enabled(l.ctx, slog.LevelDebug)
+	l.inTurn = true
 	l.sl.started.Store(t.start.UnixNano())
 	l.setState(StateRunning)
 	if t.debug || l.r.obs != nil {
@@ -126,7 +136,8 @@ func (l *lane) begin(t *turn, start, due time.Time, woken bool) {
 func (l *lane) end(t *turn, s *step, it Iteration, err error) (bool, error) {
 	res, rerr := l.outcome(err)
 	end := time.Now()
-	t.end = end
+	t.free = end
+	l.sl.started.Store(0) // no longer in flight
 	if t.debug {
 		l.logFinished(t.seq, res, end.Sub(t.start), err)
 	}
@@ -134,15 +145,20 @@ func (l *lane) end(t *turn, s *step, it Iteration, err error) (bool, error) {
 	if obs := l.r.obs; obs != nil {
 		obs.IterationEnd(t.ctx, l.event(t), IterationResult{Result: res, Err: err, Duration: end.Sub(t.start)})
 	}
+	if t.debug || l.r.obs != nil {
+		t.free = time.Now()
+	}
 	var wait time.Duration
 	switch res {
 	case ResultShutdown:
 		return true, nil
 	case ResultStopped:
+		l.stopped = true
 		return true, rerr
 	case ResultFailure:
 		var stop bool
-		if wait, stop, rerr = l.failed(rerr, it, end); stop {
+		if wait, stop, rerr = l.failed(rerr, it, end.Sub(t.start), end); stop {
+			l.stopped = true
 			return true, rerr
 		}
 	default:
@@ -186,17 +202,17 @@ func (l *lane) logFinished(seq uint64, res Result, d time.Duration, err error) {
 }
 
 // iterate runs the turn's iteration under ctx: fn, or a Continuous build and
-// its Iteration in the lane's scope, released after; with the worker's
-// timeout, if any. A panic becomes a *PanicError.
+// its Iteration in a scope of the turn's own, released after; with the
+// worker's timeout, if any. A panic becomes a *PanicError.
 func (l *lane) iterate(ctx context.Context) (Iteration, error) {
 	if l.w.build == nil && l.w.cfg.timeout == 0 {
 		return nil, call(ctx, l.w.fn)
 	}
-	return l.iterateSlow(ctx)
+	return l.iterateScoped(ctx)
 }
 
-// iterateSlow is iterate with a scope or a timeout.
-func (l *lane) iterateSlow(ctx context.Context) (it Iteration, err error) {
+// iterateScoped is iterate for a worker with a build or a timeout.
+func (l *lane) iterateScoped(ctx context.Context) (it Iteration, err error) {
 	w := l.w
 	ictx := ctx
 	if w.cfg.timeout > 0 {
@@ -213,24 +229,25 @@ func (l *lane) iterateSlow(ctx context.Context) (it Iteration, err error) {
 		err = late(w.cfg.timeout, err)
 	}
 	if w.build != nil {
-		if cerr := l.scope.release(l.ctx, w.cfg.cleanupTimeout, l.r.log); cerr != nil {
+		if cerr := l.scope.release(); cerr != nil {
 			err = joinCleanup(err, cerr)
 		}
 	}
 	return it, err
 }
 
-// buildAndRun builds a Continuous turn's Iteration and runs it. Should either
-// call runtime.Goexit, it releases the scope on the way out and keeps the
-// cleanups' errors for the turn's failure (see exited).
+// buildAndRun builds a Continuous turn's Iteration in a new scope and runs
+// it. Should either call runtime.Goexit, it releases the scope on the way out
+// and keeps the cleanups' errors for the turn's failure (see exited).
 func (l *lane) buildAndRun(ctx context.Context) (it Iteration, err error) {
+	l.scope = newScope(l.ctx, l.w.cfg.cleanupTimeout, l.r.log)
 	normal := false
 	defer func() {
 		if !normal {
-			l.goexit = l.scope.release(l.ctx, l.w.cfg.cleanupTimeout, l.r.log)
+			l.goexit = l.scope.release()
 		}
 	}()
-	it, err = protect(func() (Iteration, error) { return l.w.build(ctx, &l.scope) })
+	it, err = protect(func() (Iteration, error) { return l.w.build(ctx, l.scope) })
 	switch {
 	case err != nil:
 	case it == nil:
@@ -267,26 +284,29 @@ func joinCleanup(err, cerr error) error {
 }
 
 // outcome tells what a turn whose iteration returned err came to, and the
-// error that matters for it. Shutdown is not a failure, whatever the
-// iteration returned.
+// error that matters for it. Stop is honoured even during shutdown, and a
+// panic is a failure then too; anything else the iteration returned while
+// the loop's context ended is not a failure.
 func (l *lane) outcome(err error) (Result, error) {
-	if err != nil && isDone(l.done) {
-		return ResultShutdown, nil
-	}
-	switch res, serr := kind(err); res {
-	case ResultStopped:
+	res, serr := kind(err)
+	switch {
+	case res == ResultStopped:
 		return res, serr
-	case ResultFailure:
+	case err != nil && isDone(l.done) && !isPanic(err):
+		return ResultShutdown, nil
+	case res == ResultFailure:
 		return res, err
-	default:
-		return res, nil
 	}
+	return res, nil
 }
 
 // count counts a turn that ended at end with res, unless it failed: that is
 // for fail.
 func (l *lane) count(res Result, end time.Time) {
 	sl := l.sl
+	if res != ResultFailure {
+		l.inTurn = false
+	}
 	switch res {
 	case ResultSuccess:
 		sl.successes.Add(1)
@@ -300,12 +320,12 @@ func (l *lane) count(res Result, end time.Time) {
 	}
 }
 
-// failed counts a failure of the lane at now in its attempts and handles it
-// (see fail): it returns the wait before the next turn, or stop and the
-// worker's error.
-func (l *lane) failed(err error, it Iteration, now time.Time) (time.Duration, bool, error) {
+// failed counts a failure of the lane at now, of a turn that took took, in
+// its attempts and handles it (see fail): it returns the wait before the next
+// turn, or stop and the worker's error.
+func (l *lane) failed(err error, it Iteration, took time.Duration, now time.Time) (time.Duration, bool, error) {
 	l.attempt++
-	return l.fail(err, it, now)
+	return l.fail(err, it, took, now)
 }
 
 // setState records the loop's state and tells the observer of a change.
@@ -334,10 +354,11 @@ func (l *lane) markStuck(now time.Time, d time.Duration) (time.Duration, bool) {
 	sl := l.sl
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	if State(sl.state.Load()) != StateRunning {
+	started := sl.started.Load()
+	if State(sl.state.Load()) != StateRunning || started == 0 {
 		return 0, false
 	}
-	ran := now.Sub(time.Unix(0, sl.started.Load()))
+	ran := now.Sub(time.Unix(0, started))
 	if ran <= d {
 		return 0, false
 	}

@@ -91,20 +91,24 @@ func (r *run) lead() error {
 			continue
 		}
 		fruitful, end, err := r.holdTerm(term, token, done)
-		if end {
+		switch {
+		case end:
 			return err
-		}
-		if attempt++; fruitful {
+		case fruitful:
 			attempt = 0
-		} else if !sleep(ctx, r.w.backoffWait(attempt, log)) {
-			return nil
+		default:
+			attempt++
+			if !sleep(ctx, r.w.backoffWait(attempt, log)) {
+				return nil
+			}
 		}
 	}
 }
 
 // holdTerm runs the worker's loops until done, the term's Done channel, is
-// closed. It reports whether any turn ended in the term, and whether the
-// worker ends, with err, instead of campaigning again.
+// closed. It reports whether any turn ended in the term on its own (not cut
+// short by the loss), and whether the worker ends, with err, instead of
+// campaigning again.
 func (r *run) holdTerm(term Term, token uint64, done <-chan struct{}) (fruitful, end bool, err error) {
 	w, ctx, log := r.w, r.ctx, r.log
 	if isDone(done) { // lost already: nothing to lead
@@ -112,21 +116,24 @@ func (r *run) holdTerm(term Term, token uint64, done <-chan struct{}) (fruitful,
 		log.LogAttrs(ctx, slog.LevelWarn, "leadership lost at once", slog.Uint64("term", token))
 		return false, false, nil
 	}
-	since, turns := time.Now(), w.stats.turns()
+	since, settled := time.Now(), w.stats.settled()
 	w.stats.term.Store(token)
 	w.stats.leaderSince.Store(since.UnixNano())
+	resigned := false
+	defer func() {
+		w.stats.leaderSince.Store(0)
+		if !resigned { // runtime.Goexit: the term must not outlive the worker
+			r.resign(term, token)
+		}
+	}()
 	log.LogAttrs(ctx, slog.LevelInfo, "leading", slog.Uint64("term", token))
 	lost, err := r.runLanes(context.WithValue(ctx, termKey{}, term), done)
-	w.stats.leaderSince.Store(0)
 	if !lost || err != nil || isDone(ctx.Done()) {
-		r.resign(term, token)
 		return false, true, err
 	}
-	for _, l := range r.lanes {
-		l.setState(StateCampaigning)
-	}
+	resigned = true // lost: nothing to give up
 	log.LogAttrs(ctx, slog.LevelWarn, "leadership lost", slog.Uint64("term", token), slog.Duration("led", time.Since(since)))
-	return w.stats.turns() > turns, false, nil
+	return w.stats.settled() > settled, false, nil
 }
 
 // campaign asks the elector for a term, and the term for its token and Done
@@ -150,11 +157,11 @@ func (r *run) campaign() (term Term, token uint64, done <-chan struct{}, err err
 	return term, token, done, nil
 }
 
-// resign gives the term up, within resignTimeout, and logs a failure.
+// resign gives the term up, bounded by resignTimeout (see bounded), and logs
+// a failure.
 func (r *run) resign(term Term, token uint64) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), resignTimeout)
-	defer cancel()
-	if _, err := protect(func() (struct{}, error) { return struct{}{}, term.Resign(ctx) }); err != nil {
+	err := bounded(context.WithoutCancel(r.ctx), resignTimeout, "Term.Resign", term.Resign)
+	if err != nil {
 		r.log.LogAttrs(r.ctx, slog.LevelError, "could not resign", slog.Uint64("term", token), slog.Any("err", err), stackAttr(err))
 	}
 }

@@ -2,7 +2,6 @@ package backi
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -38,7 +37,7 @@ type failureLog struct {
 }
 
 func (l *failureLog) write(ctx context.Context, log *slog.Logger, r failureRecord, now time.Time) {
-	msg := fmt.Sprint(r.err) // fmt contains a panicking Error method
+	msg := text(r.err)
 	l.mu.Lock()
 	if msg == l.last && now.Sub(l.lastAt) < stormWindow {
 		l.repeated.Add(1)

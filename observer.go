@@ -81,26 +81,60 @@ func WithObserver(o Observer) SharedOption {
 type observerKey struct{}
 
 // Observers returns an Observer that tells each of obs, in order. The
-// context IterationStart returns passes from one to the next.
+// context IterationStart returns passes from one to the next. A panic in one
+// of them does not keep the others from being told; it is raised again
+// once they have been.
 func Observers(obs ...Observer) Observer { return observers(obs) }
 
 type observers []Observer
 
 func (os observers) IterationStart(ctx context.Context, e IterationEvent) context.Context {
+	var p panicked
 	for _, o := range os {
-		ctx = o.IterationStart(ctx, e)
+		ctx = p.catch(func() context.Context { return o.IterationStart(ctx, e) }, ctx)
 	}
+	p.raise()
 	return ctx
 }
 
 func (os observers) IterationEnd(ctx context.Context, e IterationEvent, r IterationResult) {
+	var p panicked
 	for _, o := range os {
-		o.IterationEnd(ctx, e, r)
+		p.catch(func() context.Context { o.IterationEnd(ctx, e, r); return ctx }, ctx)
 	}
+	p.raise()
 }
 
 func (os observers) StateChange(worker string, loop int, from, to State) {
+	var p panicked
 	for _, o := range os {
-		o.StateChange(worker, loop, from, to)
+		p.catch(func() context.Context { o.StateChange(worker, loop, from, to); return nil }, nil)
+	}
+	p.raise()
+}
+
+// panicked keeps the first panic of the observers that Observers tells.
+type panicked struct {
+	v   any
+	set bool
+}
+
+// catch calls fn and returns its result, or keep when fn panics.
+func (p *panicked) catch(fn func() context.Context, keep context.Context) (ctx context.Context) {
+	defer func() {
+		if v := recover(); v != nil {
+			if !p.set {
+				p.v, p.set = v, true
+			}
+			ctx = keep
+		}
+	}()
+	return fn()
+}
+
+// raise panics again with the first panic caught, if any.
+func (p *panicked) raise() {
+	if p.set {
+		panic(p.v)
 	}
 }

@@ -59,8 +59,7 @@ type config struct {
 	skipMissed bool
 }
 
-// init sets c to the defaults with opts applied. It works in place, as
-// copying a config through the stack would take a large frame.
+// init sets c to the defaults with opts applied.
 func (c *config) init(opts []Option) error {
 	c.backoff = defaultBackoff
 	c.concurrency = 1
@@ -94,13 +93,16 @@ func WithBackoff(b Backoff) Option {
 	})
 }
 
+// maxConcurrency bounds WithConcurrency.
+const maxConcurrency = 1 << 16
+
 // WithConcurrency runs n loops of the worker in parallel, each with its own
-// scopes, backoff and idle wait; Status adds them up. n must be at least 1;
-// the default is 1.
+// scopes, backoff and idle wait; Status adds them up. n must be from 1 to
+// 65,536; the default is 1.
 func WithConcurrency(n int) Option {
 	return optionFunc(func(c *config) error {
-		if n < 1 {
-			return fmt.Errorf("WithConcurrency(%d): need at least 1", n)
+		if n < 1 || n > maxConcurrency {
+			return fmt.Errorf("WithConcurrency(%d): need 1 to %d loops", n, maxConcurrency)
 		}
 		c.concurrency = n
 		return nil
@@ -188,8 +190,11 @@ func WithEscalation(failures int, window time.Duration, action Escalation) Optio
 // its host's logger, and outside a host slog.Default(). l must not be nil.
 func WithLogger(l *slog.Logger) SharedOption {
 	var err error
-	if l == nil {
+	switch {
+	case l == nil:
 		err = errors.New("WithLogger(nil): logger is nil")
+	case l.Handler() == nil:
+		err = errors.New("WithLogger: the logger has no handler (use slog.New)")
 	}
 	return sharedOption{err, func(c *config) { c.logger = l }, func(c *hostConfig) { c.logger = l }}
 }

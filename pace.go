@@ -18,7 +18,7 @@ type step struct {
 	wakeable bool      // whether Wake ends the wait
 	due      time.Time // the scheduled run the turn performs, if any
 	retry    bool      // after the wait, ask next again instead of running a turn
-	end      bool      // the lane ends instead, with err
+	stop     bool      // the lane ends instead, with err
 	err      error
 
 	woken bool // set by the lane: Wake ended the wait

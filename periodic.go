@@ -3,7 +3,6 @@ package backi
 import (
 	"cmp"
 	"context"
-	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -24,13 +23,14 @@ type scheduled struct {
 	then     step
 	stalls   int  // the schedule's failures in a row, for their backoff
 	warned   bool // about a schedule that does not advance
-	again    bool // the schedule is to be asked again: then's wait was for that
+	again    bool // then, a wait to ask the schedule again, was handed out
 }
 
 func (p *scheduled) next(l *lane) *step {
 	switch {
 	case !p.known:
 		if !p.first(l) {
+			l.sl.setNextRun(time.Time{})
 			return &p.then
 		}
 	case p.again:
@@ -46,7 +46,7 @@ func (p *scheduled) next(l *lane) *step {
 	case p.due.IsZero():
 		l.sl.setNextRun(time.Time{})
 		l.r.log.LogAttrs(l.ctx, slog.LevelInfo, "schedule has no further runs")
-		p.then = step{end: true}
+		p.then = step{stop: true}
 	default:
 		l.sl.setNextRun(cmp.Or(p.then.at, p.due))
 	}
@@ -54,7 +54,7 @@ func (p *scheduled) next(l *lane) *step {
 }
 
 func (p *scheduled) ended(l *lane, s *step, res Result, end time.Time, wait time.Duration) {
-	if s.woken || s.retry {
+	if s.woken {
 		return // an extra run: the schedule stays as it was
 	}
 	if res == ResultFailure {
@@ -70,9 +70,7 @@ func (p *scheduled) ended(l *lane, s *step, res Result, end time.Time, wait time
 	if p.relative {
 		done = end
 	}
-	// A run that completed is recorded even when the worker is stopping: its
-	// context is done, but the run happened.
-	if err := l.saveRun(context.WithoutCancel(l.ctx), done); err != nil {
+	if err := l.saveRun(done); err != nil {
 		l.r.log.LogAttrs(l.ctx, slog.LevelError, "could not record the run", slog.Time("due", p.due), slog.Any("err", err))
 	}
 	next, ok := p.after(l, p.due, end)
@@ -88,85 +86,94 @@ func (p *scheduled) plan(l *lane, due time.Time, ok bool, now time.Time) {
 		return
 	}
 	p.due = due
-	at := due
-	if p.c.jitter > 0 && !due.IsZero() {
-		at = at.Add(rand.N(p.c.jitter))
-	}
-	p.then = step{at: at, state: StateIdle, wakeable: true, due: due}
+	p.then = step{at: due.Add(p.jitter(due)), state: StateIdle, wakeable: true, due: due}
 }
 
-// first works out the first run: now with WithRunAtStart, else after the
-// last completed run in the store, else (the first start ever, which it
-// records) the schedule's next. Runs missed while the worker was down make
-// one run due now, unless WithSkipMissed. A store that cannot be read is a
-// failure of the lane, retried after its wait; first reports false then,
-// and p.then is what the lane does.
+// jitter draws the delay of the run due at due, below WithJitter and below
+// the time to the run that follows, so that jitter never skips a run.
+func (p *scheduled) jitter(due time.Time) time.Duration {
+	limit := p.c.jitter
+	if limit <= 0 || due.IsZero() {
+		return 0
+	}
+	if following, err := protect(func() (time.Time, error) { return p.c.schedule.Next(due), nil }); err == nil && following.After(due) {
+		limit = min(limit, following.Sub(due))
+	}
+	return rand.N(limit)
+}
+
+// first works out the first run: now with WithRunAtStart, else from the
+// last completed run in the store (see resume). It reports false when the
+// lane is to ask again after p.then's wait, or end: when the store cannot be
+// read, which is a failure of the lane, or the schedule failed.
 func (p *scheduled) first(l *lane) bool {
-	c := p.c
 	now := time.Now()
-	if c.runAtStart {
+	if p.c.runAtStart {
 		p.known, p.due = true, now
 		p.then = step{state: StateIdle, due: now}
 		return true
 	}
 	last, err := l.lastRun()
 	now = time.Now()
-	if err != nil {
-		l.sl.started.Store(now.UnixNano()) // for the failure record's duration
-		wait, stop, err := l.failed(err, nil, now)
-		if stop {
-			p.then = step{end: true, err: err}
-			return false
-		}
+	switch {
+	case err != nil && isDone(l.done):
+		p.then = step{stop: true} // stopping: not a failure
+		return false
+	case err != nil:
+		wait, stop, err := l.failed(err, nil, 0, now)
 		p.then = step{at: now.Add(wait), state: StateBackingOff, retry: true}
+		if stop {
+			p.then = step{stop: true, err: err}
+		}
 		return false
 	}
-	p.known = true
+	next, ok := p.resume(l, last, now)
+	p.plan(l, next, ok, now)
+	p.known = ok
+	return ok
+}
+
+// resume returns the run that follows last, the last completed run, at now:
+// after the first start ever (no last run), which it records, the
+// schedule's next; else the schedule's next after last, or, if that is past
+// (runs were missed while the worker was down), one run now, unless
+// WithSkipMissed. ok is false when the schedule failed.
+func (p *scheduled) resume(l *lane, last, now time.Time) (time.Time, bool) {
 	if last.IsZero() {
-		// The schedule starts now: recorded, so that a first run that falls
-		// while the process is down is still run on restart.
-		if err := l.saveRun(l.ctx, now); err != nil {
+		// Recorded, so that a first run that falls while the process is down
+		// is still run on restart.
+		if err := l.saveRun(now); err != nil && !isDone(l.done) {
 			l.r.log.LogAttrs(l.ctx, slog.LevelError, "could not record the schedule's start", slog.Any("err", err))
 		}
-		next, ok := p.ask(l, now, now, true)
-		p.plan(l, next, ok, now)
-		return true
+		return p.ask(l, now, now)
 	}
-	next, ok := p.ask(l, last, last, true)
+	next, ok := p.ask(l, last, last)
 	switch {
 	case !ok || next.IsZero() || next.After(now):
-	case c.skipMissed:
-		next, ok = p.ask(l, now, now, true)
+		return next, ok
+	case p.c.skipMissed:
+		return p.ask(l, now, now)
 	case p.relative:
-		next = now
-	default:
-		next, ok = p.after(l, last, now)
+		return now, true
 	}
-	p.plan(l, next, ok, now)
-	return true
+	return p.ask(l, last, now)
 }
 
 // after returns the run that follows the one due at due, which ended at end
 // (see nextDue), and whether the schedule gave a usable answer.
 func (p *scheduled) after(l *lane, due, end time.Time) (time.Time, bool) {
 	if p.relative {
-		return p.ask(l, end, end, false)
+		return p.ask(l, end, end)
 	}
-	return p.ask(l, due, end, false)
+	return p.ask(l, due, end)
 }
 
-// ask asks the schedule for its next run after prev, catching up to the
-// latest run due by end, and checks the answer: a panic is logged, and a run
-// that is not after prev is replaced by a backoff wait from end, reported
-// once. ok is false when the schedule panicked.
-func (p *scheduled) ask(l *lane, prev, end time.Time, single bool) (time.Time, bool) {
-	s := p.c.schedule
-	next, err := protect(func() (time.Time, error) {
-		if single {
-			return s.Next(prev), nil
-		}
-		return nextDue(s, prev, end), nil
-	})
+// ask asks the schedule for its next run after prev, caught up to the latest
+// run due by end (see nextDue), and checks the answer: a panic is logged
+// (ok is false), and a run that is not after prev is replaced by a backoff
+// wait from end, reported once.
+func (p *scheduled) ask(l *lane, prev, end time.Time) (next time.Time, ok bool) {
+	next, err := protect(func() (time.Time, error) { return nextDue(p.c.schedule, prev, end), nil })
 	if err != nil {
 		l.r.log.LogAttrs(l.ctx, slog.LevelError, "schedule failed", slog.Any("err", err), stackAttr(err))
 		return time.Time{}, false
@@ -210,21 +217,26 @@ func nextDue(s Schedule, due, end time.Time) time.Time {
 	return s.Next(lo)
 }
 
-// lastRun reads the worker's last completed run from its store, within the
-// store timeout.
-func (l *lane) lastRun() (time.Time, error) {
-	ctx, cancel := context.WithTimeout(l.ctx, storeTimeout)
-	defer cancel()
-	return protect(func() (time.Time, error) { return l.w.cfg.store.LastRun(ctx, l.w.name) })
+// lastRun reads the worker's last completed run from its store, bounded by
+// the store timeout (see bounded).
+func (l *lane) lastRun() (last time.Time, err error) {
+	err = bounded(l.ctx, storeTimeout, "ScheduleStore.LastRun", func(ctx context.Context) (err error) {
+		last, err = l.w.cfg.store.LastRun(ctx, l.w.name)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return last, nil
 }
 
-// saveRun records a completed run in the worker's store, within the store
-// timeout.
-func (l *lane) saveRun(ctx context.Context, t time.Time) error {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	_, err := protect(func() (struct{}, error) { return struct{}{}, l.w.cfg.store.SaveRun(ctx, l.w.name, t) })
-	return err
+// saveRun records a completed run in the worker's store, bounded by the store
+// timeout (see bounded). It records even while the worker stops: the run
+// happened.
+func (l *lane) saveRun(t time.Time) error {
+	return bounded(context.WithoutCancel(l.ctx), storeTimeout, "ScheduleStore.SaveRun", func(ctx context.Context) error {
+		return l.w.cfg.store.SaveRun(ctx, l.w.name, t)
+	})
 }
 
 type dueKey struct{}
@@ -247,10 +259,8 @@ func (c *config) relative() bool {
 }
 
 // stackAttr returns the stack of a panic in err, if any, as a log attribute.
-func stackAttr(err error) (a slog.Attr) {
-	defer func() { recover() }() // err's Unwrap is user code
-	var pe *PanicError
-	if errors.As(err, &pe) {
+func stackAttr(err error) slog.Attr {
+	if pe, ok := as[*PanicError](err); ok {
 		return slog.String("stack", string(pe.Stack))
 	}
 	return slog.Attr{}

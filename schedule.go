@@ -3,6 +3,7 @@ package backi
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"sync"
 	"time"
 )
@@ -32,12 +33,30 @@ type every struct {
 }
 
 func (e every) Next(after time.Time) time.Time {
-	since := after.Sub(e.anchor)
+	anchor := e.near(after)
+	since := after.Sub(anchor)
 	k := since / e.d
 	if since < 0 && since%e.d != 0 {
 		k-- // round toward minus infinity
 	}
-	return e.anchor.Add((k + 1) * e.d)
+	return anchor.Add((k + 1) * e.d)
+}
+
+// near returns a time of the schedule within about 146 years of t, since a
+// time.Duration spans only 292 years: the anchor itself, or the anchor
+// moved by whole periods.
+func (e every) near(t time.Time) time.Time {
+	const span = 1 << 62 // nanoseconds, about 146 years
+	if d := t.Sub(e.anchor); d > -span && d < span {
+		return e.anchor
+	}
+	// The distance in nanoseconds, in big integers, rounded down to whole
+	// periods.
+	ns := new(big.Int).Mul(big.NewInt(t.Unix()-e.anchor.Unix()), big.NewInt(1e9))
+	ns.Add(ns, big.NewInt(int64(t.Nanosecond()-e.anchor.Nanosecond())))
+	ns.Sub(ns, new(big.Int).Mod(ns, big.NewInt(int64(e.d))))
+	sec, nsec := new(big.Int).DivMod(ns, big.NewInt(1e9), new(big.Int))
+	return time.Unix(e.anchor.Unix()+sec.Int64(), int64(e.anchor.Nanosecond())+nsec.Int64()).In(e.anchor.Location())
 }
 
 func (e every) validate() error {

@@ -18,11 +18,23 @@ const DefaultCleanupTimeout = 5 * time.Second
 // whatever the turn's outcome: success, error, panic or cancellation.
 //
 // A Scope belongs to one turn: use it from the build function and from the
-// Iteration it returns, not after the iteration has returned. Defer is safe
-// for concurrent use within the turn.
+// Iteration it returns. Defer is safe for concurrent use.
 type Scope struct {
-	mu  sync.Mutex
-	fns []func(context.Context) error
+	mu    sync.Mutex
+	fns   []func(context.Context) error
+	ended bool // released: a later Defer runs its cleanup at once
+
+	base    context.Context // what the cleanups' contexts carry values from
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// maxLate bounds the cleanups that cleanups register, so that a cleanup that
+// registers itself again ends.
+const maxLate = 100
+
+func newScope(base context.Context, timeout time.Duration, log *slog.Logger) *Scope {
+	return &Scope{base: context.WithoutCancel(base), timeout: timeout, log: log}
 }
 
 // Defer registers fn to run when the turn ends. Each cleanup gets a context of
@@ -30,74 +42,52 @@ type Scope struct {
 // worker's cleanup timeout (see [WithCleanupTimeout]). A cleanup's error or
 // panic makes the turn a failure, reported with the iteration's error; so
 // does a cleanup still running 100 ms past its deadline, which is abandoned:
-// left to finish on its own goroutine while the worker goes on.
-// A nil fn is ignored.
+// left to finish on its own goroutine while the worker goes on, even past
+// the end of Run. A cleanup registered after its turn ended runs at once,
+// and is logged at Warn. A nil fn is ignored.
 func (s *Scope) Defer(fn func(ctx context.Context) error) {
 	if fn == nil {
 		return
 	}
 	s.mu.Lock()
-	s.fns = append(s.fns, fn)
+	ended := s.ended
+	if !ended {
+		s.fns = append(s.fns, fn)
+	}
 	s.mu.Unlock()
+	if ended {
+		err := bounded(s.base, s.timeout, "cleanup", fn)
+		s.log.LogAttrs(s.base, slog.LevelWarn, "cleanup deferred after its turn ended: ran at once", slog.Any("err", err))
+	}
 }
 
-// release runs the registered cleanups, last registered first, and leaves the
-// scope empty for the next turn. A cleanup registered by a cleanup runs too.
-// The cleanups' contexts carry base's values, not its cancellation.
-func (s *Scope) release(base context.Context, timeout time.Duration, log *slog.Logger) error {
-	base = context.WithoutCancel(base)
+// release runs the registered cleanups, last registered first, and ends the
+// scope. A cleanup registered by a cleanup runs too, up to maxLate of them.
+func (s *Scope) release() error {
 	var errs []error
-	for {
+	s.mu.Lock()
+	budget := len(s.fns) + maxLate
+	s.mu.Unlock()
+	for ran := 0; ; ran++ {
 		s.mu.Lock()
 		n := len(s.fns)
-		if n == 0 {
+		if n == 0 || ran == budget {
+			s.ended, s.fns = true, nil
 			s.mu.Unlock()
+			if n > 0 {
+				errs = append(errs, fmt.Errorf("backi: %d cleanups not run: cleanups registered more than %d cleanups", n, maxLate))
+			}
 			return errors.Join(errs...)
 		}
 		fn := s.fns[n-1]
 		s.fns[n-1] = nil
 		s.fns = s.fns[:n-1]
 		s.mu.Unlock()
-		if err := runCleanup(base, timeout, fn); err != nil {
+		if err := bounded(s.base, s.timeout, "cleanup", fn); err != nil {
 			if _, ok := err.(*abandonedError); ok {
-				log.LogAttrs(base, slog.LevelWarn, "cleanup abandoned", slog.Any("err", err))
+				s.log.LogAttrs(s.base, slog.LevelWarn, "cleanup abandoned", slog.Any("err", err))
 			}
 			errs = append(errs, err)
 		}
 	}
 }
-
-// cleanupGrace is how long past its deadline a cleanup may run before it is
-// abandoned.
-const cleanupGrace = 100 * time.Millisecond
-
-// runCleanup runs fn with a context that expires after timeout, on a
-// goroutine of its own, so that a cleanup that ignores its context can be
-// abandoned: still running cleanupGrace after its deadline, it is left to
-// finish in the background, and the turn goes on.
-func runCleanup(base context.Context, timeout time.Duration, fn func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(base, timeout)
-	done := make(chan error, 1)
-	go callThen(ctx, fn, func(err error) {
-		cancel()
-		done <- err
-	})
-	abandon := time.NewTimer(timeout + cleanupGrace)
-	defer abandon.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-abandon.C:
-		return &abandonedError{timeout: timeout}
-	}
-}
-
-// abandonedError is the failure of a cleanup that outlived its timeout.
-type abandonedError struct{ timeout time.Duration }
-
-func (e *abandonedError) Error() string {
-	return fmt.Sprintf("backi: cleanup still running %v after its %v cleanup timeout; abandoned", cleanupGrace, e.timeout)
-}
-
-// Unwrap makes errors.Is(err, context.DeadlineExceeded) true.
-func (e *abandonedError) Unwrap() error { return context.DeadlineExceeded }

@@ -108,11 +108,13 @@ func (s *slot) setNextRun(t time.Time) {
 	s.nextRun.Store(&t)
 }
 
-// turns is the number of iterations the worker's loops have finished.
-func (st *stats) turns() uint64 {
+// settled is the number of iterations the worker's loops have finished on
+// their own: not cut short by shutdown, nor ended by Stop.
+func (st *stats) settled() uint64 {
 	var n uint64
 	for i := range st.slots {
-		n += st.slots[i].count()
+		sl := &st.slots[i]
+		n += sl.successes.Load() + sl.failures.Load() + sl.noWork.Load()
 	}
 	return n
 }
@@ -139,7 +141,6 @@ func (s *slot) poke() {
 // stats is what a worker shares between its loops and with Status readers.
 type stats struct {
 	slots       []slot        // one per loop, made by Loop or Continuous
-	stuckAfter  atomic.Int64  // WithStuckAfter in effect, 0 for none
 	term        atomic.Uint64 // the latest term's fencing token (WithLeader)
 	leaderSince atomic.Int64  // UnixNano since this replica leads, 0 when it does not
 	campaigns   atomic.Uint64 // failed campaigns
@@ -208,10 +209,8 @@ func (st *stats) snapshot(name string) Status {
 			s.NextRun = *t
 		}
 		state := State(sl.state.Load())
-		if state == StateRunning || state == StateStuck {
-			if t := sl.started.Load(); inflight == 0 || t < inflight {
-				inflight = t
-			}
+		if t := sl.started.Load(); t != 0 && (inflight == 0 || t < inflight) {
+			inflight = t
 		}
 		if int(state) < len(rank) && rank[state] > rank[busiest] {
 			busiest = state
@@ -222,9 +221,6 @@ func (st *stats) snapshot(name string) Status {
 	if s.State == StateRunning {
 		s.State = busiest
 		s.InFlightSince = unixTime(inflight)
-		if d := st.stuckAfter.Load(); d > 0 && busiest == StateRunning && time.Since(s.InFlightSince) > time.Duration(d) {
-			s.State = StateStuck
-		}
 	}
 	return s
 }

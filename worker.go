@@ -44,7 +44,7 @@ type Worker struct {
 // described at [Iteration].
 func Loop(name string, fn func(ctx context.Context) error, opts ...Option) *Worker {
 	w := &Worker{name: name, fn: fn}
-	w.setup(opts)
+	w.setup(opts, fn == nil, "iteration")
 	return w
 }
 
@@ -53,7 +53,7 @@ func Loop(name string, fn func(ctx context.Context) error, opts ...Option) *Work
 // reverse order, always. An error or panic from build is a failure of the turn.
 func Continuous(name string, build func(ctx context.Context, s *Scope) (Iteration, error), opts ...Option) *Worker {
 	w := &Worker{name: name, build: build}
-	w.setup(opts)
+	w.setup(opts, build == nil, "build")
 	return w
 }
 
@@ -75,9 +75,10 @@ func (w *Worker) Wake() {
 	}
 }
 
-// setup applies the options and checks the configuration, for Run to report.
-func (w *Worker) setup(opts []Option) {
-	w.cfgErr = w.configure(opts)
+// setup applies the options and checks the configuration, for Run to
+// report; noFn tells that the function, named fn, is nil.
+func (w *Worker) setup(opts []Option, noFn bool, fn string) {
+	w.cfgErr = w.configure(opts, noFn, fn)
 	w.stats.slots = make([]slot, max(w.cfg.concurrency, 1))
 	for i := range w.stats.slots {
 		w.stats.slots[i].signal = make(chan struct{}, 1)
@@ -85,12 +86,12 @@ func (w *Worker) setup(opts []Option) {
 	w.esc.policy = w.cfg.escalation
 }
 
-func (w *Worker) configure(opts []Option) error {
+func (w *Worker) configure(opts []Option, noFn bool, fn string) error {
 	if w.name == "" {
 		return errors.New("backi: worker name is empty")
 	}
-	if w.fn == nil && w.build == nil {
-		return fmt.Errorf("backi: worker %q: the iteration function is nil", w.name)
+	if noFn {
+		return fmt.Errorf("backi: worker %q: the %s function is nil", w.name, fn)
 	}
 	if err := w.cfg.init(opts); err != nil {
 		return fmt.Errorf("backi: worker %q: %w", w.name, err)
@@ -103,7 +104,7 @@ func (w *Worker) configure(opts []Option) error {
 
 // check reports the worker's configuration error, if any, without running it.
 func (w *Worker) check() error {
-	if w.stats.slots == nil {
+	if w == nil || w.stats.slots == nil {
 		return errors.New("backi: the Worker was not made by Loop or Continuous")
 	}
 	return w.cfgErr
@@ -125,7 +126,13 @@ func (w *Worker) check() error {
 // return (a Host running the worker reports the error).
 func (w *Worker) Run(ctx context.Context) (err error) {
 	if err := w.check(); err != nil {
+		if w != nil && w.stats.slots != nil {
+			w.stats.lifecycle.CompareAndSwap(int32(StateNew), int32(StateFailed))
+		}
 		return err
+	}
+	if ctx == nil {
+		return fmt.Errorf("backi: worker %q: Run(nil): the context is nil", w.name)
 	}
 	if !w.stats.begin() {
 		return fmt.Errorf("backi: worker %q is already running", w.name)
@@ -182,7 +189,6 @@ func (w *Worker) newRun(ctx context.Context) *run {
 	if obs != nil {
 		r.obs = &safeObserver{o: obs, log: r.log}
 	}
-	w.stats.stuckAfter.Store(int64(r.stuck))
 	r.lanes = make([]*lane, len(w.stats.slots))
 	for i := range r.lanes {
 		r.lanes[i] = &lane{r: r, w: w, sl: &w.stats.slots[i], index: i}
@@ -259,6 +265,11 @@ func (r *run) runLanes(ctx context.Context, lost <-chan struct{}) (wasLost bool,
 	} else {
 		err = r.fanOut(cancel)
 	}
+	for _, l := range r.lanes {
+		if l.stopped {
+			return false, err // the worker ended itself, whatever else happened
+		}
+	}
 	return lost != nil && context.Cause(lctx) == ErrLeadershipLost, err
 }
 
@@ -270,24 +281,41 @@ func noCancel(error) {}
 // cancels the others.
 func (r *run) fanOut(cancel context.CancelCauseFunc) error {
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
 	for _, l := range r.lanes {
 		wg.Go(func() {
-			defer cancel(nil) // even after runtime.Goexit
+			defer func() { // even after runtime.Goexit
+				mu.Lock()
+				if first == nil {
+					first = l.err
+				}
+				mu.Unlock()
+				cancel(nil)
+			}()
 			l.run()
 		})
 	}
 	wg.Wait()
-	for _, l := range r.lanes {
-		if l.err != nil {
-			return l.err
-		}
-	}
-	return nil
+	return first
 }
 
 // watchStuck reports the iterations that run longer than the stuck
 // threshold, until stop is closed.
 func (r *run) watchStuck(stop <-chan struct{}) {
+	normal := false
+	defer func() {
+		if !normal {
+			r.log.LogAttrs(r.ctx, slog.LevelError, "stuck iterations are no longer reported: an observer called runtime.Goexit")
+		}
+	}()
+	r.tickStuck(stop)
+	normal = true
+}
+
+// tickStuck checks for stuck iterations every tenth of the threshold, until
+// stop is closed.
+func (r *run) tickStuck(stop <-chan struct{}) {
 	t := time.NewTicker(max(r.stuck/10, time.Millisecond))
 	defer t.Stop()
 	for {

@@ -102,7 +102,7 @@ func TestInvalidConfigurationNamesTheOption(t *testing.T) {
 	}{
 		{backi.Loop("", fn), "backi: worker name is empty"},
 		{backi.Loop("w", nil), `backi: worker "w": the iteration function is nil`},
-		{backi.Continuous("w", nil), `backi: worker "w": the iteration function is nil`},
+		{backi.Continuous("w", nil), `backi: worker "w": the build function is nil`},
 		{backi.Loop("w", fn, nil), `backi: worker "w": nil Option`},
 		{backi.Loop("w", fn, backi.WithConcurrency(0)), `backi: worker "w": WithConcurrency(0)`},
 		{backi.Loop("w", fn, backi.WithIdle(0, time.Second)), "WithIdle(0s, 1s)"},
@@ -126,7 +126,7 @@ func TestInvalidConfigurationNamesTheOption(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Run = %v, want an error containing %q", err, tc.want)
 		}
-		if st := tc.w.Status(); st.Iterations != 0 || st.State != backi.StateNew {
+		if st := tc.w.Status(); st.Iterations != 0 || st.State != backi.StateFailed {
 			t.Errorf("%q: an invalid worker ran: %+v", tc.want, st)
 		}
 	}
