@@ -43,16 +43,42 @@ func protect[T any](fn func() (T, error)) (v T, err error) {
 	return fn()
 }
 
-// as is errors.As for a target of type T. An error whose Unwrap or As
-// method panics matches nothing.
+// as finds the first error of type T in err's tree, as errors.As does for
+// a pointer to T, but by type alone: it is for backi's own error types, which
+// have no As method, and needs no reflection. An error whose Unwrap method
+// panics matches nothing.
 func as[T error](err error) (t T, ok bool) {
 	defer func() {
 		if recover() != nil {
-			ok = false
+			var zero T
+			t, ok = zero, false
 		}
 	}()
-	ok = errors.As(err, &t)
-	return t, ok
+	return find[T](err)
+}
+
+func find[T error](err error) (T, bool) {
+	for err != nil {
+		if t, ok := err.(T); ok {
+			return t, true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if t, ok := find[T](e); ok {
+					return t, true
+				}
+			}
+			var zero T
+			return zero, false
+		default:
+			err = nil
+		}
+	}
+	var zero T
+	return zero, false
 }
 
 // text returns v's text as fmt prints it, or, should that panic (fmt does

@@ -40,36 +40,38 @@ func (l *lane) run() {
 		l.stopTimer()
 		l.sl.setNextRun(time.Time{})
 		if !normal {
-			l.err, l.stopped = l.exited(), true
+			l.exited()
 		}
 	}()
 	l.err = l.drive()
 	normal = true
 }
 
-// exited records the failure of a turn ended by runtime.Goexit, unless it
-// was counted already, and returns the worker's error.
-func (l *lane) exited() error {
+// exited ends the loop after runtime.Goexit: its result is ErrGoexit, joined
+// to the errors of the cleanups the Goexit cut short, and the turn in flight,
+// unless it was counted already, is recorded as a failure. The result is set
+// first, in case what records the failure calls Goexit too.
+func (l *lane) exited() {
 	err := errors.Join(ErrGoexit, l.goexit)
 	l.goexit = nil
+	l.err, l.stopped = fmt.Errorf("backi: worker %q: %w", l.w.name, err), true
 	if l.inTurn {
 		now := time.Now()
 		l.failed(err, nil, now.Sub(unixTime(l.sl.started.Load())), now)
 	}
-	return fmt.Errorf("backi: worker %q: %w", l.w.name, err)
 }
 
 // drive runs turns when the lane's pacer says, until the loop's context ends
 // or the worker must end, and returns the loop's result.
 func (l *lane) drive() error {
-	var free time.Time // when the lane was done with the last turn
+	var t turn // the last turn, then the next
 	for !isDone(l.done) {
 		s := l.pace.next(l)
 		if s.stop {
 			l.stopped = true
 			return s.err
 		}
-		start := free // a turn that follows the last at once starts then
+		start := t.free // a turn that follows the last at once starts then
 		s.woken = false
 		if !s.at.IsZero() || start.IsZero() {
 			if l.await(s) == waitDone {
@@ -80,14 +82,11 @@ func (l *lane) drive() error {
 		if s.retry {
 			continue
 		}
-		var t turn
 		l.begin(&t, start, s.due, s.woken)
-		it, err := l.iterate(t.ctx)
-		stop, err := l.end(&t, s, it, err)
-		if stop {
+		l.iterate(&t)
+		if stop, err := l.end(&t, s); stop {
 			return err
 		}
-		free = t.free
 	}
 	return nil
 }
@@ -111,13 +110,15 @@ type turn struct {
 	free  time.Time // when the lane was done with the turn, the observer and debug log included
 	seq   uint64    // the iteration's number, counted only for the observer and the debug log
 	debug bool      // whether the logger takes Debug records
+	it    Iteration // built for the turn (Continuous), for its own failure hook
+	err   error     // what the iteration returned
 }
 
 // begin starts turn t at start: the scheduled run due at due if due is not
 // zero, or one that Wake asked for. It records the start and makes the
 // iteration's context.
 func (l *lane) begin(t *turn, start, due time.Time, woken bool) {
-	t.start, t.debug = start, l.r.log.Enabled(l.ctx, slog.LevelDebug)
+	*t = turn{start: start, debug: l.r.log.Enabled(l.ctx, slog.LevelDebug)}
 	l.inTurn = true
 	l.sl.started.Store(t.start.UnixNano())
 	l.setState(StateRunning)
@@ -130,10 +131,11 @@ func (l *lane) begin(t *turn, start, due time.Time, woken bool) {
 	t.ctx = l.iterationContext(t, due, woken)
 }
 
-// end finishes the turn t of step s, whose iteration returned err: it
-// counts the turn, handles a failure and tells the pacer. It reports whether
-// the loop ends instead, and with which error.
-func (l *lane) end(t *turn, s *step, it Iteration, err error) (bool, error) {
+// end finishes the turn t of step s: it counts the turn, handles a failure
+// and tells the pacer. It reports whether the loop ends instead, and with
+// which error.
+func (l *lane) end(t *turn, s *step) (bool, error) {
+	it, err := t.it, t.err
 	res, rerr := l.outcome(err)
 	end := time.Now()
 	t.free = end
@@ -201,14 +203,15 @@ func (l *lane) logFinished(seq uint64, res Result, d time.Duration, err error) {
 		slog.Duration("duration", d), slog.String("result", res.String()), slog.Any("err", err))
 }
 
-// iterate runs the turn's iteration under ctx: fn, or a Continuous build and
+// iterate runs turn t's iteration under its context: fn, or a Continuous build and
 // its Iteration in a scope of the turn's own, released after; with the
 // worker's timeout, if any. A panic becomes a *PanicError.
-func (l *lane) iterate(ctx context.Context) (Iteration, error) {
+func (l *lane) iterate(t *turn) {
 	if l.w.build == nil && l.w.cfg.timeout == 0 {
-		return nil, call(ctx, l.w.fn)
+		t.err = call(t.ctx, l.w.fn)
+		return
 	}
-	return l.iterateScoped(ctx)
+	t.it, t.err = l.iterateScoped(t.ctx)
 }
 
 // iterateScoped is iterate for a worker with a build or a timeout.

@@ -44,9 +44,11 @@ type Observer interface {
 	// IterationEnd is called after each iteration, with the context
 	// IterationStart returned.
 	IterationEnd(ctx context.Context, e IterationEvent, r IterationResult)
-	// StateChange is called when a loop of a worker changes state, when an
-	// iteration is reported stuck (to StateStuck), and for each loop when the
-	// worker ends (to StateStopped or StateFailed).
+	// StateChange is called whenever a loop of a worker changes state: from
+	// StateNew (or the state a previous Run ended in) through running, idle,
+	// backing off, stuck and campaigning, to StateStopped or StateFailed when
+	// the worker ends. For each loop, each call's from is the previous call's
+	// to, and calls never overlap: a StateChange that blocks holds that loop.
 	StateChange(worker string, loop int, from, to State)
 }
 

@@ -22,7 +22,8 @@ const (
 	StateStopped
 	// StateFailed: Run returned an error.
 	StateFailed
-	// StateStuck: an iteration has run longer than WithStuckAfter allows.
+	// StateStuck: an iteration has run longer than WithStuckAfter allows; the
+	// loop leaves it when the iteration returns.
 	StateStuck
 	// StateCampaigning: waiting to lead (see WithLeader); no iteration runs.
 	StateCampaigning

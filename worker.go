@@ -124,7 +124,25 @@ func (w *Worker) check() error {
 // ErrGoexit after its cleanups ran, and Run returns that error; but on the
 // goroutine that called Run, Go ends the goroutine instead, so Run does not
 // return (a Host running the worker reports the error).
-func (w *Worker) Run(ctx context.Context) (err error) {
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.claim(ctx); err != nil {
+		return err
+	}
+	r := w.newRun(ctx)
+	defer r.end()
+	r.started()
+	if w.cfg.elector != nil {
+		r.err = r.lead()
+	} else {
+		_, r.err = r.runLanes(ctx, nil)
+	}
+	r.returned = true
+	return r.err
+}
+
+// claim checks the worker and claims it for one Run. A misconfigured worker
+// is left failed.
+func (w *Worker) claim(ctx context.Context) error {
 	if err := w.check(); err != nil {
 		if w != nil && w.stats.slots != nil {
 			w.stats.lifecycle.CompareAndSwap(int32(StateNew), int32(StateFailed))
@@ -137,25 +155,19 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	if !w.stats.begin() {
 		return fmt.Errorf("backi: worker %q is already running", w.name)
 	}
-	// The lifecycle's last store ends Run, after everything it started has
-	// returned, even if a callback on this goroutine calls runtime.Goexit:
-	// from then on another Run may begin.
-	final, normal := StateFailed, false
-	defer func() { w.stats.lifecycle.Store(int32(final)) }()
-	r := w.newRun(ctx)
-	defer func() {
-		if !normal { // runtime.Goexit
-			r.stopped(fmt.Errorf("backi: worker %q: %w", w.name, ErrGoexit))
-		}
-	}()
-	r.started()
-	if w.cfg.elector != nil {
-		err = r.lead()
-	} else {
-		_, err = r.runLanes(ctx, nil)
+	return nil
+}
+
+// end, deferred by Run, reports the end of the Run and releases the worker:
+// the lifecycle's last store comes after everything Run started has returned,
+// and from then on another Run may begin. It runs even when a callback on
+// Run's goroutine calls runtime.Goexit, and reports that.
+func (r *run) end() {
+	err := r.err
+	if !r.returned {
+		err = fmt.Errorf("backi: worker %q: %w", r.w.name, ErrGoexit)
 	}
-	final, normal = r.stopped(err), true
-	return err
+	r.w.stats.lifecycle.Store(int32(r.stopped(err)))
 }
 
 // run is what one call of Run uses besides the worker's configuration. It
@@ -168,6 +180,9 @@ type run struct {
 	stuck time.Duration
 	began time.Time
 	lanes []*lane
+
+	err      error // Run's result
+	returned bool  // the loops have returned: Run ends normally, with err
 }
 
 // newRun settles what the Run uses, from the options or else from ctx, where a
@@ -239,22 +254,9 @@ func (r *run) runLanes(ctx context.Context, lost <-chan struct{}) (wasLost bool,
 	if len(r.lanes) > 1 || lost != nil {
 		lctx, cancel = context.WithCancelCause(ctx)
 	}
-	var watchers sync.WaitGroup
-	defer watchers.Wait()
 	defer cancel(nil)
-	if lost != nil {
-		watchers.Go(func() {
-			select {
-			case <-lost:
-				cancel(ErrLeadershipLost)
-			case <-lctx.Done():
-			}
-		})
-	}
-	if r.stuck > 0 {
-		stop := make(chan struct{})
-		defer close(stop)
-		watchers.Go(func() { r.watchStuck(stop) })
+	if lost != nil || r.stuck > 0 {
+		defer r.watch(lctx, cancel, lost)()
 	}
 	for _, l := range r.lanes {
 		l.ctx, l.done, l.pace = lctx, lctx.Done(), r.w.newPacer()
@@ -273,11 +275,36 @@ func (r *run) runLanes(ctx context.Context, lost <-chan struct{}) (wasLost bool,
 	return lost != nil && context.Cause(lctx) == ErrLeadershipLost, err
 }
 
+// watch starts what watches the loops while they run under ctx: for lost,
+// which cancels ctx with ErrLeadershipLost, and for stuck iterations. It
+// returns the function that stops the watchers and waits for them.
+func (r *run) watch(ctx context.Context, cancel context.CancelCauseFunc, lost <-chan struct{}) (stop func()) {
+	var watchers sync.WaitGroup
+	if lost != nil {
+		watchers.Go(func() {
+			select {
+			case <-lost:
+				cancel(ErrLeadershipLost)
+			case <-ctx.Done():
+			}
+		})
+	}
+	done := make(chan struct{})
+	if r.stuck > 0 {
+		watchers.Go(func() { r.watchStuck(done) })
+	}
+	return func() {
+		close(done)
+		cancel(nil) // ends the leadership watcher, once the loops have ended
+		watchers.Wait()
+	}
+}
+
 // noCancel is the cancel function of a context that needs none.
 func noCancel(error) {}
 
 // fanOut runs each of the worker's loops on a goroutine of its own, and
-// returns the error of the first of them, in order, that ended with one. The first loop to end
+// returns the first error one of them ended with. The first loop to end
 // cancels the others.
 func (r *run) fanOut(cancel context.CancelCauseFunc) error {
 	var wg sync.WaitGroup
