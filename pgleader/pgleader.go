@@ -25,35 +25,29 @@ type Option func(*Session) error
 // WithRetryPeriod sets how often a replica that does not lead tries again.
 // d must be positive; the default is DefaultRetryPeriod.
 func WithRetryPeriod(d time.Duration) Option {
-	return func(s *Session) error {
-		if d <= 0 {
-			return fmt.Errorf("pgleader: WithRetryPeriod(%v): need a positive period", d)
-		}
-		s.retry = d
-		return nil
-	}
+	return positive("WithRetryPeriod", d, func(s *Session) { s.retry = d })
 }
 
 // WithCheckPeriod sets how often the leader checks its connection. d must be
 // positive; the default is DefaultCheckPeriod.
 func WithCheckPeriod(d time.Duration) Option {
-	return func(s *Session) error {
-		if d <= 0 {
-			return fmt.Errorf("pgleader: WithCheckPeriod(%v): need a positive period", d)
-		}
-		s.checkPeriod = d
-		return nil
-	}
+	return positive("WithCheckPeriod", d, func(s *Session) { s.checkPeriod = d })
 }
 
 // WithCheckTimeout bounds each check. d must be positive and not exceed the
 // check period; the default is DefaultCheckTimeout.
 func WithCheckTimeout(d time.Duration) Option {
+	return positive("WithCheckTimeout", d, func(s *Session) { s.checkTimeout = d })
+}
+
+// positive returns the option name(d), which sets d, a duration that must be
+// positive.
+func positive(name string, d time.Duration, set func(*Session)) Option {
 	return func(s *Session) error {
 		if d <= 0 {
-			return fmt.Errorf("pgleader: WithCheckTimeout(%v): need a positive timeout", d)
+			return fmt.Errorf("pgleader: %s(%v): need a positive duration", name, d)
 		}
-		s.checkTimeout = d
+		set(s)
 		return nil
 	}
 }
