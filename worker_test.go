@@ -733,8 +733,8 @@ func TestConcurrencyRunsLoopsInParallelWithTheirOwnScopes(t *testing.T) {
 		if st.Concurrency != 3 || st.State != backi.StateRunning || st.InFlightSince.IsZero() {
 			t.Fatalf("status %+v, want 3 loops running", st)
 		}
+		cancel() // before the release, so that no loop begins another turn, with a scope of its own
 		close(release)
-		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
