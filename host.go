@@ -372,7 +372,7 @@ func (r *hostRun) awaitStop(ctx context.Context) error {
 	for r.left > 0 {
 		select {
 		case <-ctx.Done():
-			log.LogAttrs(ctx, slog.LevelInfo, "host stopping", slog.String("reason", context.Cause(ctx).Error()))
+			log.LogAttrs(ctx, slog.LevelInfo, "host stopping", slog.String("reason", text(context.Cause(ctx))))
 			return nil
 		case res := <-r.results:
 			s := r.ended(res)

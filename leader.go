@@ -74,33 +74,30 @@ func (r *run) lead() error {
 			l.setState(StateCampaigning)
 		}
 		term, token, done, err := r.campaign()
-		switch {
-		case isDone(ctx.Done()):
+		if isDone(ctx.Done()) {
 			if err == nil {
 				r.resign(term, token)
 			}
 			return nil
-		case err != nil:
-			r.w.stats.campaigns.Add(1)
-			attempt++
-			wait := r.w.backoffWait(attempt, log)
-			log.LogAttrs(ctx, slog.LevelError, "campaign failed", slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("err", err), stackAttr(err))
-			if !sleep(ctx, wait) {
-				return nil
-			}
-			continue
 		}
-		fruitful, end, err := r.holdTerm(term, token, done)
-		switch {
-		case end:
-			return err
-		case fruitful:
-			attempt = 0
-		default:
-			attempt++
-			if !sleep(ctx, r.w.backoffWait(attempt, log)) {
-				return nil
+		if err == nil {
+			fruitful, end, err := r.holdTerm(term, token, done)
+			if end {
+				return err
 			}
+			if fruitful {
+				attempt = 0
+				continue
+			}
+		}
+		attempt++
+		wait := r.w.backoffWait(attempt, log)
+		if err != nil {
+			r.w.stats.campaigns.Add(1)
+			log.LogAttrs(ctx, slog.LevelError, "campaign failed", slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("err", err), stackAttr(err))
+		}
+		if !sleep(ctx, wait) {
+			return nil
 		}
 	}
 }

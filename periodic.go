@@ -57,23 +57,21 @@ func (p *scheduled) ended(l *lane, s *step, res Result, end time.Time, wait time
 	if s.woken {
 		return // an extra run: the schedule stays as it was
 	}
+	next, ok := p.after(l, p.due, end)
 	if res == ResultFailure {
-		next, ok := p.after(l, p.due, end)
 		if retry := end.Add(wait); ok && (next.IsZero() || retry.Before(next)) {
 			p.then = step{at: retry, state: StateBackingOff, due: p.due} // retry the same run
 			return
 		}
-		p.plan(l, next, ok, end)
-		return
+	} else {
+		done := p.due
+		if p.relative {
+			done = end
+		}
+		if err := l.saveRun(done); err != nil {
+			l.r.log.LogAttrs(l.ctx, slog.LevelError, "could not record the run", slog.Time("due", p.due), slog.Any("err", err))
+		}
 	}
-	done := p.due
-	if p.relative {
-		done = end
-	}
-	if err := l.saveRun(done); err != nil {
-		l.r.log.LogAttrs(l.ctx, slog.LevelError, "could not record the run", slog.Time("due", p.due), slog.Any("err", err))
-	}
-	next, ok := p.after(l, p.due, end)
 	p.plan(l, next, ok, end)
 }
 

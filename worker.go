@@ -165,9 +165,19 @@ func (w *Worker) claim(ctx context.Context) error {
 func (r *run) end() {
 	err := r.err
 	if !r.returned {
-		err = fmt.Errorf("backi: worker %q: %w", r.w.name, ErrGoexit)
+		err = r.goexited()
 	}
 	r.w.stats.lifecycle.Store(int32(r.stopped(err)))
+}
+
+// goexited returns the error of a Run that runtime.Goexit ended: the lone
+// loop's, if the Goexit came from it (see lane.exited), with the errors of
+// the cleanups it cut short.
+func (r *run) goexited() error {
+	if l := r.lanes[0]; errors.Is(l.err, ErrGoexit) {
+		return l.err
+	}
+	return fmt.Errorf("backi: worker %q: %w", r.w.name, ErrGoexit)
 }
 
 // run is what one call of Run uses besides the worker's configuration. It
