@@ -30,6 +30,11 @@ var defaultBackoff = ExponentialBackoff(DefaultBackoffMin, DefaultBackoffMax)
 // Implementations must be safe for concurrent use. A wait under 1 ms
 // (negative included) is taken as 1 ms, and one over 100 years as 100 years;
 // a Backoff that panics is logged, and the default backoff used for that wait.
+//
+// A wait of 500 ms or more ends on the next tick of a clock the process's
+// loops share, which ticks every 50 ms from a phase of its own: at most 50 ms
+// late, never early. The loops of a process that wait together then wake it
+// together, and two processes do not tick in step.
 type Backoff interface {
 	Wait(attempt int) time.Duration
 }

@@ -107,7 +107,7 @@ func TestEscalationToStopHostStopsEvenFromAnOptionalService(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := quietHost()
 		h.Add(blocking("main"), backi.Optional(backi.Loop("fatal", func(ctx context.Context) error { return errFail },
-			backi.WithLogger(quiet), backi.WithBackoff(backi.ConstantBackoff(time.Second)),
+			backi.WithLogger(quiet), backi.WithBackoff(backi.ConstantBackoff(400*time.Millisecond)),
 			backi.WithEscalation(3, time.Minute, backi.StopHost))))
 		start := time.Now()
 		err := h.Run(t.Context())
@@ -115,8 +115,8 @@ func TestEscalationToStopHostStopsEvenFromAnOptionalService(t *testing.T) {
 		if !errors.As(err, &esc) || esc.Worker != "fatal" {
 			t.Fatalf("Run = %v, want the escalation", err)
 		}
-		if d := time.Since(start); d != 2*time.Second {
-			t.Fatalf("host stopped after %v, want 2s (three failures one second apart)", d)
+		if d := time.Since(start); d != 800*time.Millisecond {
+			t.Fatalf("host stopped after %v, want 800ms (three failures 400ms apart)", d)
 		}
 	})
 }

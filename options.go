@@ -112,7 +112,8 @@ func WithConcurrency(n int) Option {
 // WithIdle bounds the wait after an iteration returned ErrNoWork: the first
 // wait is min, each further one in a row doubles, up to max; an iteration that
 // does work resets it. Requires 0 < min ≤ max; the defaults are DefaultIdleMin
-// and DefaultIdleMax.
+// and DefaultIdleMax. A wait of 500 ms or more ends on the process's next
+// tick, as a backoff's does (see [Backoff]).
 func WithIdle(min, max time.Duration) Option {
 	return optionFunc(func(c *config) error {
 		if min <= 0 || max < min {

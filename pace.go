@@ -1,6 +1,9 @@
 package backi
 
-import "time"
+import (
+	"math/rand/v2"
+	"time"
+)
 
 // A pacer says when a lane's turns start: at once, after an idle or backoff
 // wait, or at a scheduled time. A lane asks next before each turn and tells
@@ -48,8 +51,36 @@ func (p *continuous) ended(_ *lane, _ *step, res Result, end time.Time, wait tim
 		p.idle, p.then.at = 0, time.Time{} // at once
 	case ResultNoWork:
 		p.idle = min(max(p.c.idleMin, 2*p.idle), p.c.idleMax)
-		p.then = step{at: end.Add(p.idle), state: StateIdle, wakeable: true}
+		p.then = step{at: onTick(end, p.idle), state: StateIdle, wakeable: true}
 	case ResultFailure:
-		p.then = step{at: end.Add(wait), state: StateBackingOff}
+		p.then = step{at: onTick(end, wait), state: StateBackingOff}
 	}
+}
+
+// The idle and backoff waits of the loops of one process end together, on
+// ticks of a clock of the process's own, so that a thousand waiting loops
+// wake the process a few times a second rather than a thousand times. A wait
+// of at least coalesceFrom ends on the first tick at or after from+wait: at
+// most tickEvery late, never early. Every process has a random phase, so the
+// loops of several replicas do not wake in step.
+const (
+	tickEvery    = 50 * time.Millisecond
+	coalesceFrom = 10 * tickEvery // so that a tick adds at most a tenth
+)
+
+var tickPhase = rand.N(tickEvery)
+
+// onTick returns when a wait of d from from ends: from+d, moved to the next
+// tick when d is long enough.
+func onTick(from time.Time, d time.Duration) time.Time {
+	at := from.Add(d)
+	if d < coalesceFrom {
+		return at
+	}
+	shifted := at.Add(-tickPhase)
+	past := shifted.Sub(shifted.Truncate(tickEvery)) // since the last tick
+	if past == 0 {
+		return at
+	}
+	return at.Add(tickEvery - past)
 }

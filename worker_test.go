@@ -263,17 +263,17 @@ func gaps(t *testing.T, n int, next func(i int) error, opts ...backi.Option) []t
 
 var errFail = errors.New("fail")
 
-func TestWaitsLastExactlyWhatWasAsked(t *testing.T) {
-	// Two loops end their first iteration 3 ms and 7 ms in; with a 1 s wait
-	// they run again 1 s later each, whether they failed or found no work:
-	// no grid lines their waits up, so the jitter of a backoff stays spread.
+func TestShortWaitsLastExactlyWhatWasAsked(t *testing.T) {
+	// Two loops end their first iteration 3 ms and 7 ms in; with a 400 ms
+	// wait they run again 400 ms later each, whether they failed or found no
+	// work: a wait under half a second does not end on the process's ticks.
 	for _, tc := range []struct {
 		name string
 		err  error
 		opt  backi.Option
 	}{
-		{"failure", errFail, backi.WithBackoff(backi.ConstantBackoff(time.Second))},
-		{"no work", backi.ErrNoWork, backi.WithIdle(time.Second, time.Second)},
+		{"failure", errFail, backi.WithBackoff(backi.ConstantBackoff(400 * time.Millisecond))},
+		{"no work", backi.ErrNoWork, backi.WithIdle(400*time.Millisecond, 400*time.Millisecond)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -304,8 +304,73 @@ func TestWaitsLastExactlyWhatWasAsked(t *testing.T) {
 					t.Fatalf("%d loops ran again, want 2", len(again))
 				}
 				slices.Sort(again)
-				if want := []time.Duration{1003 * time.Millisecond, 1007 * time.Millisecond}; !slices.Equal(again, want) {
+				if want := []time.Duration{403 * time.Millisecond, 407 * time.Millisecond}; !slices.Equal(again, want) {
 					t.Errorf("ran again %v after the start, want %v", again, want)
+				}
+			})
+		})
+	}
+}
+
+// tick is how often the process's clock ticks: an idle or backoff wait of
+// half a second or more ends on the first tick at or after its end.
+const tick = 50 * time.Millisecond
+
+// lasted reports whether a wait that took got was one of want, moved to the
+// process's next tick.
+func lasted(got, want time.Duration) bool { return got >= want && got < want+tick }
+
+func TestLongWaitsOfManyLoopsEndTogether(t *testing.T) {
+	// Twenty loops end their first iteration 0 to 19 ms in, and wait a
+	// second, after a failure or after finding no work: each runs again a
+	// second later, up to a tick late, and all of them at once, or on two
+	// ticks, a tick apart.
+	for _, tc := range []struct {
+		name string
+		err  error
+		opt  backi.Option
+	}{
+		{"failure", errFail, backi.WithBackoff(backi.ConstantBackoff(time.Second))},
+		{"no work", backi.ErrNoWork, backi.WithIdle(time.Second, time.Second)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				start := time.Now()
+				again := make(chan time.Time, 20)
+				var wg sync.WaitGroup
+				for i := range 20 {
+					took := time.Duration(i) * time.Millisecond
+					runs := 0
+					w := backi.Loop(fmt.Sprint("took", took), func(ctx context.Context) error {
+						if runs++; runs == 2 {
+							if d := time.Since(start) - took; !lasted(d, time.Second) {
+								t.Errorf("loop %d waited %v, want 1s up to a tick later", i, d)
+							}
+							again <- time.Now()
+							return backi.Stop(nil)
+						}
+						time.Sleep(took)
+						return tc.err
+					}, backi.WithLogger(quiet), tc.opt)
+					wg.Go(func() {
+						if err := w.Run(t.Context()); err != nil {
+							t.Error(err)
+						}
+					})
+				}
+				wg.Wait()
+				close(again)
+				ticks := map[time.Time]bool{}
+				for at := range again {
+					ticks[at] = true
+				}
+				var at []time.Time
+				for t := range ticks {
+					at = append(at, t)
+				}
+				slices.SortFunc(at, time.Time.Compare)
+				if len(at) > 2 || len(at) == 2 && at[1].Sub(at[0]) != tick {
+					t.Fatalf("the loops ran again at %v, want one instant, or two a tick apart", at)
 				}
 			})
 		})
@@ -314,10 +379,10 @@ func TestWaitsLastExactlyWhatWasAsked(t *testing.T) {
 
 func TestConstantBackoffWaitsExactly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		got := gaps(t, 5, func(int) error { return errFail }, backi.WithBackoff(backi.ConstantBackoff(500*time.Millisecond)))
+		got := gaps(t, 5, func(int) error { return errFail }, backi.WithBackoff(backi.ConstantBackoff(400*time.Millisecond)))
 		for _, g := range got {
-			if g != 500*time.Millisecond {
-				t.Fatalf("gaps %v, want 500ms each", got)
+			if g != 400*time.Millisecond {
+				t.Fatalf("gaps %v, want 400ms each", got)
 			}
 		}
 	})
@@ -332,22 +397,22 @@ func TestDefaultBackoffGrowsWithJitterAndResetsAfterSuccess(t *testing.T) {
 			}
 			return errFail
 		})
-		// The backoff's bounds for an attempt: exactly what it chose, no later.
+		// The backoff's bounds for an attempt, and the process's next tick.
 		bounds := func(attempt int) (time.Duration, time.Duration) {
 			d := backi.DefaultBackoffMin << (attempt - 1)
 			d = min(d, backi.DefaultBackoffMax)
-			return max(backi.DefaultBackoffMin, d/2), d
+			return max(backi.DefaultBackoffMin, d/2), d + tick
 		}
 		for i, g := range got[:8] {
 			lo, hi := bounds(i + 1)
-			if g < lo || g > hi {
+			if g < lo || g >= hi {
 				t.Fatalf("wait after failure %d = %v, want within [%v, %v]; all: %v", i+1, g, lo, hi, got)
 			}
 		}
 		if got[8] != 0 {
 			t.Fatalf("wait after a success = %v, want 0", got[8])
 		}
-		if lo, hi := bounds(1); got[9] < lo || got[9] > hi {
+		if lo, hi := bounds(1); got[9] < lo || got[9] >= hi {
 			t.Fatalf("wait after the first failure following a success = %v, want within [%v, %v] (reset)", got[9], lo, hi)
 		}
 	})
@@ -387,10 +452,9 @@ func TestIdleWaitGrowsResetsAndIsNotAFailure(t *testing.T) {
 		}, backi.WithLogger(log))
 		want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 0, 1, 2}
 		for i := range want {
-			want[i] *= time.Second
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Fatalf("idle waits %v, want %v", got, want)
+			if want[i] *= time.Second; !lasted(got[i], want[i]) {
+				t.Fatalf("idle waits %v, want %v, each up to a tick later", got, want)
+			}
 		}
 		if errs := rec.atLeast(slog.LevelWarn); len(errs) != 0 {
 			t.Fatalf("ErrNoWork was logged as a problem: %v", errs)
@@ -438,15 +502,15 @@ func TestWakeDuringAnIterationSkipsTheNextIdleWait(t *testing.T) {
 				return backi.Stop(nil)
 			}
 			return backi.ErrNoWork
-		}, backi.WithIdle(time.Minute, time.Minute), backi.WithLogger(quiet))
+		}, backi.WithIdle(400*time.Millisecond, 400*time.Millisecond), backi.WithLogger(quiet))
 		if err := w.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		if d := times[1].Sub(times[0]); d != 0 {
 			t.Fatalf("the wait after a wake during the iteration lasted %v, want 0", d)
 		}
-		if d := times[2].Sub(times[1]); d != time.Minute {
-			t.Fatalf("the following wait lasted %v, want 1m", d)
+		if d := times[2].Sub(times[1]); d != 400*time.Millisecond {
+			t.Fatalf("the following wait lasted %v, want 400ms", d)
 		}
 	})
 }
@@ -460,14 +524,14 @@ func TestWakeDoesNotShortenABackoff(t *testing.T) {
 			if len(times) == 2 {
 				return backi.Stop(nil)
 			}
-			go func() { time.Sleep(time.Second); w.Wake() }()
+			go func() { time.Sleep(100 * time.Millisecond); w.Wake() }()
 			return errFail
-		}, backi.WithBackoff(backi.ConstantBackoff(10*time.Second)), backi.WithLogger(quiet))
+		}, backi.WithBackoff(backi.ConstantBackoff(400*time.Millisecond)), backi.WithLogger(quiet))
 		if err := w.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if d := times[1].Sub(times[0]); d != 10*time.Second {
-			t.Fatalf("backoff lasted %v, want 10s despite Wake", d)
+		if d := times[1].Sub(times[0]); d != 400*time.Millisecond {
+			t.Fatalf("backoff lasted %v, want 400ms despite Wake", d)
 		}
 	})
 }
@@ -589,7 +653,7 @@ func TestFailureHookChoosesTheWaitAndCanStop(t *testing.T) {
 			if f.Attempt == 3 {
 				return 0, backi.Stop(errGiveUp)
 			}
-			return 2 * time.Second, nil
+			return 200 * time.Millisecond, nil
 		}))
 		if err := w.Run(t.Context()); !errors.Is(err, errGiveUp) {
 			t.Fatalf("Run = %v, want the hook's error", err)
@@ -602,8 +666,8 @@ func TestFailureHookChoosesTheWaitAndCanStop(t *testing.T) {
 				t.Fatalf("failure %d = %+v", i, f)
 			}
 		}
-		if d := times[1].Sub(times[0]); d != 2*time.Second {
-			t.Fatalf("wait %v, want the hook's 2s", d)
+		if d := times[1].Sub(times[0]); d != 200*time.Millisecond {
+			t.Fatalf("wait %v, want the hook's 200ms", d)
 		}
 	})
 }
@@ -612,10 +676,10 @@ func TestFailureHookPanicFallsBackToBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		log, rec := newRecorder()
 		got := gaps(t, 2, func(int) error { return errFail }, backi.WithLogger(log),
-			backi.WithBackoff(backi.ConstantBackoff(3*time.Second)),
+			backi.WithBackoff(backi.ConstantBackoff(300*time.Millisecond)),
 			backi.WithOnFailure(func(context.Context, backi.Failure) (time.Duration, error) { panic("hook") }))
-		if got[0] != 3*time.Second {
-			t.Fatalf("wait %v, want the backoff's 3s", got[0])
+		if got[0] != 300*time.Millisecond {
+			t.Fatalf("wait %v, want the backoff's 300ms", got[0])
 		}
 		if len(rec.find("failure hook panicked")) != 1 {
 			t.Fatalf("the hook's panic was not logged: %+v", rec.all())
@@ -635,7 +699,7 @@ func (s selfHandled) Run(ctx context.Context) error {
 }
 
 func (s selfHandled) OnFailure(ctx context.Context, f backi.Failure) (time.Duration, error) {
-	return 500 * time.Millisecond, nil
+	return 400 * time.Millisecond, nil
 }
 
 func TestIterationCarriesItsOwnFailureHook(t *testing.T) {
@@ -652,8 +716,8 @@ func TestIterationCarriesItsOwnFailureHook(t *testing.T) {
 		if err := w.Run(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		if workerHook != 0 || time.Since(start) != time.Second {
-			t.Fatalf("worker hook called %d times, took %v; want the iteration's hook (2 × 500ms)", workerHook, time.Since(start))
+		if workerHook != 0 || time.Since(start) != 800*time.Millisecond {
+			t.Fatalf("worker hook called %d times, took %v; want the iteration's hook (2 × 400ms)", workerHook, time.Since(start))
 		}
 	})
 }
