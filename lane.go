@@ -19,6 +19,8 @@ type lane struct {
 
 	ctx     context.Context // the loop's: ends when the worker stops or leadership is lost
 	done    <-chan struct{}
+	term    *held                   // the term the loop runs under, if any
+	lose    context.CancelCauseFunc // cancels ctx
 	pace    pacer
 	timer   *time.Timer // for the loop's waits, made on the first one
 	attempt int         // consecutive failures
@@ -81,6 +83,10 @@ func (l *lane) drive() error {
 		}
 		if s.retry {
 			continue
+		}
+		if l.term.over(l.r.log) {
+			l.lose(ErrLeadershipLost)
+			return nil
 		}
 		l.begin(&t, start, s.due, s.woken)
 		l.iterate(&t)

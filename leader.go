@@ -18,6 +18,12 @@ type Elector interface {
 }
 
 // Term is one replica's spell of leadership.
+//
+// A Term may also have a lease on this replica's clock: a method
+// Lease() time.Time telling until when leadership is certain. A worker then
+// starts no turn at or after that instant, even if Done has not closed yet
+// (after a long pause of the process, the goroutine that would close it may
+// not have run): it takes the term as lost.
 type Term interface {
 	// Done is closed as soon as leadership is lost or in doubt.
 	Done() <-chan struct{}
@@ -124,13 +130,51 @@ func (r *run) holdTerm(term Term, token uint64, done <-chan struct{}) (fruitful,
 		}
 	}()
 	log.LogAttrs(ctx, slog.LevelInfo, "leading", slog.Uint64("term", token))
-	lost, err := r.runLanes(context.WithValue(ctx, termKey{}, term), done)
+	lost, err := r.runLanes(context.WithValue(ctx, termKey{}, term), newHeld(term, done))
 	if !lost || err != nil || isDone(ctx.Done()) {
 		return false, true, err
 	}
-	resigned = true // lost: nothing to give up
+	resigned = true
+	if !isDone(done) { // past its lease: the elector may not know yet
+		r.resign(term, token)
+	}
 	log.LogAttrs(ctx, slog.LevelWarn, "leadership lost", slog.Uint64("term", token), slog.Duration("led", time.Since(since)))
 	return w.stats.settled() > settled, false, nil
+}
+
+// held is what the loops need of the term they run under.
+type held struct {
+	done  <-chan struct{}  // the term's Done
+	lease func() time.Time // the term's Lease method, if it has one
+}
+
+func newHeld(term Term, done <-chan struct{}) *held {
+	h := &held{done: done}
+	if t, ok := term.(interface{ Lease() time.Time }); ok {
+		h.lease = t.Lease
+	}
+	return h
+}
+
+// over reports whether the term, if any, is lost or past its lease, which a
+// loop asks before each turn. A Lease method that panics ends the term, and
+// is logged.
+func (h *held) over(log *slog.Logger) bool {
+	if h == nil {
+		return false
+	}
+	if isDone(h.done) {
+		return true
+	}
+	if h.lease == nil {
+		return false
+	}
+	until, err := protect(func() (time.Time, error) { return h.lease(), nil })
+	if err != nil {
+		log.LogAttrs(context.Background(), slog.LevelError, "Term.Lease panicked: leadership taken as lost", slog.Any("err", err), stackAttr(err))
+		return true
+	}
+	return !time.Now().Before(until)
 }
 
 // campaign asks the elector for a term, and the term for its token and Done

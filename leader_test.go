@@ -3,6 +3,7 @@ package backi_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -178,3 +179,67 @@ func TestWithLeaderNil(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 }
+
+// leasedTerm is a fakeTerm with a lease that ends at until, while its Done
+// channel stays open, as after a pause of the process.
+type leasedTerm struct {
+	*fakeTerm
+	until time.Time
+}
+
+func (t leasedTerm) Lease() time.Time { return t.until }
+
+func TestNoTurnStartsPastTheTermsLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var mu sync.Mutex
+		var began []time.Duration
+		campaigns := 0
+		fe := &fakeElector{}
+		e := electorFunc(func(ctx context.Context) (backi.Term, error) {
+			mu.Lock()
+			campaigns++
+			n := campaigns
+			mu.Unlock()
+			if n > 1 {
+				<-ctx.Done()
+				return nil, ctx.Err()
+			}
+			ft := &fakeTerm{token: 1, done: make(chan struct{}), e: fe}
+			return leasedTerm{ft, start.Add(time.Second)}, nil
+		})
+		ctx, cancel := context.WithCancel(t.Context())
+		w := backi.Loop("leased", func(ctx context.Context) error {
+			mu.Lock()
+			began = append(began, time.Since(start))
+			mu.Unlock()
+			time.Sleep(300 * time.Millisecond)
+			return nil
+		}, backi.WithLeader(e), backi.WithLogger(quiet))
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if st := w.Status(); st.State != backi.StateCampaigning || st.Leader {
+			t.Errorf("after the lease: %s, leader %v; want campaigning", st.State, st.Leader)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		want := []time.Duration{0, 300 * time.Millisecond, 600 * time.Millisecond, 900 * time.Millisecond}
+		if !slices.Equal(began, want) {
+			t.Fatalf("iterations began at %v, want %v: none at or past the lease's end (1s)", began, want)
+		}
+		if campaigns != 2 {
+			t.Fatalf("%d campaigns, want a second one once the lease ran out", campaigns)
+		}
+		if !slices.Equal(fe.resigned, []uint64{1}) {
+			t.Fatalf("resigned %v, want the term past its lease, 1", fe.resigned)
+		}
+	})
+}
+
+type electorFunc func(ctx context.Context) (backi.Term, error)
+
+func (f electorFunc) Campaign(ctx context.Context) (backi.Term, error) { return f(ctx) }

@@ -254,12 +254,16 @@ func (r *run) logStopped(level slog.Level, err error) {
 	r.log.LogAttrs(r.ctx, level, "worker stopped", ran)
 }
 
-// runLanes runs the worker's loops until ctx is done, lost is closed (then
-// it reports lost: leadership was lost) or one of the loops ends the worker,
-// and returns Run's result. A lone loop runs on the caller's goroutine;
-// several run on goroutines of their own, and the first to end the worker
-// ends the others.
-func (r *run) runLanes(ctx context.Context, lost <-chan struct{}) (wasLost bool, err error) {
+// runLanes runs the worker's loops until ctx is done, the term they run
+// under (nil for none) is lost (then it reports lost) or one of the loops
+// ends the worker, and returns Run's result. A lone loop runs on the
+// caller's goroutine; several run on goroutines of their own, and the first
+// to end the worker ends the others.
+func (r *run) runLanes(ctx context.Context, term *held) (wasLost bool, err error) {
+	var lost <-chan struct{}
+	if term != nil {
+		lost = term.done
+	}
 	lctx, cancel := ctx, noCancel
 	if len(r.lanes) > 1 || lost != nil {
 		lctx, cancel = context.WithCancelCause(ctx)
@@ -270,6 +274,7 @@ func (r *run) runLanes(ctx context.Context, lost <-chan struct{}) (wasLost bool,
 	}
 	for _, l := range r.lanes {
 		l.ctx, l.done, l.pace = lctx, lctx.Done(), r.w.newPacer()
+		l.term, l.lose = term, cancel
 	}
 	if len(r.lanes) == 1 {
 		r.lanes[0].run()
