@@ -4,41 +4,69 @@
 //
 // # Protocol
 //
-// Each Elector campaigns for one name on a dedicated connection: its own (New),
-// or one shared by the electors of several names (NewSession, then
-// Session.Elector); a failed check then ends every term held on it. To lead, it
-// takes the session advisory lock pg_try_advisory_lock(hashtextextended(name,
-// 0)), retrying every RetryPeriod while another replica holds it. Having it,
-// it increments the name's row in the table backi_leader_terms (created, and
-// migrated, on first use) and the new value is the term's fencing token: it
-// grows with every term, whichever replica holds it. The leader then checks
-// its connection every CheckPeriod with a query bounded by CheckTimeout; the
-// moment a check fails or times out, the term's Done channel is closed (backi
-// cancels the iteration in flight) and the connection is closed, which makes
-// the server release the lock.
+// Each Elector campaigns for one name on a dedicated connection: its own
+// (New), or one shared by the electors of several names (NewSession, then
+// Session.Elector). A goroutine of the session's own is the only user of the
+// connection. Every RetryPeriod while an elector campaigns, and every
+// CheckPeriod while one leads, it makes one exchange with the server, bounded
+// by CheckTimeout, that tries the lock of every name that campaigns and
+// proves that the connection, and so every lock taken on it, is still there.
+//
+// Each name has a row in the table backi_leader_terms (created, and migrated,
+// on first use) with a unique id; its lock is the session advisory lock
+// pg_try_advisory_lock(0x6b636162, id), in the two-key form, which is a key
+// space apart from the one-key locks of other code. Having the lock, the
+// session increments the row's term, and the new value is the term's fencing
+// token: it grows with every term, whichever replica holds it.
+//
+// # The lease
+//
+// A leader trusts its terms until L = CheckPeriod + CheckTimeout after the
+// start of its latest successful exchange, measured on its own monotonic
+// clock. At that instant the terms' Done channels close, whether or not an
+// exchange is under way, and backi starts no iteration past it (the term's
+// Lease method) even if the process was paused and nothing else has run yet.
+// A failed exchange ends every term on the session at once, and closes the
+// connection, which makes the server release the locks.
 //
 // A clean end (Resign, as backi does when a worker stops) marks the row
-// released, unlocks and closes: the next replica takes over within one
-// RetryPeriod. After an unclean end (a crash, a killed process, a broken
-// connection) the row is not marked released, and the next leader waits out
-// the old leader's check window, CheckPeriod + CheckTimeout, before it
-// returns its term: by then a partitioned old leader has given up. So no two
-// replicas run iterations under overlapping terms.
+// released and unlocks: the next replica leads within one RetryPeriod. After
+// an unclean end (a crash, a killed process, a broken connection, a lease
+// that ran out) the next leader, once it has the lock, waits
+//
+//	W = (L + Notice) · 1.01
+//
+// before it leads. The old leader's last successful exchange began before
+// the server released its lock, so its lease ended at most L after that, and
+// its iteration had Notice (WithNotice) to stop. The 1% covers clocks that
+// run at rates up to 0.5% apart; the clocks need not agree on the time. So no
+// two replicas run iterations under overlapping terms, as long as a deposed
+// leader's iteration stops within Notice of its context's cancellation.
 //
 // # What bounds a failover
 //
-// With the defaults (RetryPeriod 50 ms, CheckPeriod 250 ms, CheckTimeout
-// 250 ms): after a clean stop another replica leads within about 50 ms; after
-// the leader's process is killed, the server drops its session at once (the
-// kernel closes the socket) and another replica leads within RetryPeriod +
-// CheckPeriod + CheckTimeout, about 550 ms.
+// With the defaults (RetryPeriod 50 ms, CheckPeriod 150 ms, CheckTimeout
+// 150 ms, Notice 200 ms; so L = 300 ms and W ≈ 505 ms):
 //
-// Under a network partition the old leader's checks fail and it gives up
-// within CheckPeriod + CheckTimeout. The server keeps the old session, and the
-// lock, until it notices the connection is gone: TCP keepalives
-// (tcp_keepalives_idle, _interval, _count on the server) or tcp_user_timeout
-// bound that, and no replica can lead meanwhile. Set them low where failover
-// time matters.
+//   - after a clean stop, another replica leads within RetryPeriod, about
+//     50 ms;
+//   - after the leader's process is killed, its server session ends at once
+//     (the kernel closes the socket), and another replica leads within
+//     RetryPeriod + W plus a round trip, about 560 ms;
+//   - after the server ends the leader's session (pg_terminate_backend, a
+//     restart), the leader's next check fails and its terms end; another
+//     replica leads as after a kill;
+//   - under a network partition the leader's terms end within L. The server
+//     keeps its session, and the lock, until it notices the client is gone:
+//     the session asks it to after about 5 s of silence (TCP keepalives after
+//     2 s idle, every 1 s, 3 probes; tcp_user_timeout 5 s), so another replica
+//     leads within about 5 s + RetryPeriod + W;
+//   - while the database cannot be reached, Campaign keeps trying, about
+//     every CheckPeriod with jitter, and the first campaign after it answers
+//     again wins within one retry;
+//   - a server that takes longer than CheckTimeout to answer ends the terms
+//     and lets no replica lead: raise WithCheckTimeout above the round trip
+//     (the session logs the trouble, naming the option).
 //
 // Session advisory locks belong to a server session: they do not work
 // through a pooler in transaction mode (PgBouncer's pool_mode=transaction),

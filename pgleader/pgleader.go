@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/backi-go/backi"
 	"github.com/jackc/pgx/v5"
@@ -14,9 +16,13 @@ import (
 // Defaults of the periods (see the package documentation).
 const (
 	DefaultRetryPeriod  = 50 * time.Millisecond
-	DefaultCheckPeriod  = 250 * time.Millisecond
-	DefaultCheckTimeout = 250 * time.Millisecond
+	DefaultCheckPeriod  = 150 * time.Millisecond
+	DefaultCheckTimeout = 150 * time.Millisecond
+	DefaultNotice       = 200 * time.Millisecond
 )
+
+// MaxNameLen is the longest name an elector takes, in bytes.
+const MaxNameLen = 200
 
 // An Option configures New and NewSession, which report an invalid one,
 // named, before anything connects.
@@ -28,16 +34,39 @@ func WithRetryPeriod(d time.Duration) Option {
 	return positive("WithRetryPeriod", d, func(s *Session) { s.retry = d })
 }
 
-// WithCheckPeriod sets how often the leader checks its connection. d must be
-// positive; the default is DefaultCheckPeriod.
+// WithCheckPeriod sets how often the leader checks its connection, and so
+// renews its lease. d must be positive; the default is DefaultCheckPeriod.
 func WithCheckPeriod(d time.Duration) Option {
 	return positive("WithCheckPeriod", d, func(s *Session) { s.checkPeriod = d })
 }
 
-// WithCheckTimeout bounds each check. d must be positive and not exceed the
-// check period; the default is DefaultCheckTimeout.
+// WithCheckTimeout bounds each exchange with the server: a leader whose check
+// takes longer gives its terms up. Set it above the round trip to the server
+// under load. d must be positive; the default is DefaultCheckTimeout.
 func WithCheckTimeout(d time.Duration) Option {
 	return positive("WithCheckTimeout", d, func(s *Session) { s.checkTimeout = d })
+}
+
+// WithNotice sets how long a deposed leader's iteration may take to notice
+// that its term ended (its context is cancelled) and stop, or finish the
+// write it began: the next leader waits that much longer before it leads
+// (see the package documentation). d must be positive; the default is
+// DefaultNotice.
+func WithNotice(d time.Duration) Option {
+	return positive("WithNotice", d, func(s *Session) { s.notice = d })
+}
+
+// WithLogger sets where the session reports trouble with the database: a
+// connection that fails or is lost, a check that outlives its timeout. The
+// default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Session) error {
+		if l == nil {
+			return errors.New("pgleader: WithLogger(nil): the logger is nil")
+		}
+		s.log = l
+		return nil
+	}
 }
 
 // positive returns the option name(d), which sets d, a duration that must be
@@ -53,31 +82,63 @@ func positive(name string, d time.Duration, set func(*Session)) Option {
 }
 
 // Session is one dedicated connection, shared by the electors of several
-// names (see Session.Elector). It connects when one of them campaigns, checks
-// the connection while any campaigns or leads, and closes it when none does.
-// If a check fails, every term held on it ends at once.
+// names (see Session.Elector). It connects when one of them campaigns, and
+// closes the connection when none campaigns or leads.
+//
+// One goroutine of the session's own uses the connection: every period it
+// makes one exchange with the server that tries the locks of all the names
+// that campaign and checks the connection for all the terms held, so a
+// session with 200 names costs about what one costs. Every exchange has a
+// deadline. Terms are bound to the connection their locks were taken on:
+// when it fails, or a check does not succeed within the lease, every term on
+// it ends.
 type Session struct {
 	cfg          *pgx.ConnConfig
 	retry        time.Duration
 	checkPeriod  time.Duration
 	checkTimeout time.Duration
+	notice       time.Duration
+	log          *slog.Logger
+	epoch        time.Time // the origin of lease, on the monotonic clock
 
-	mu      sync.Mutex // serialises the use of conn and guards what follows
-	conn    *pgx.Conn
-	users   int // campaigns in progress and terms held
-	terms   map[*term]bool
-	stop    chan struct{} // closes the running check
-	checked chan struct{} // closed when that check has returned
+	mu       sync.Mutex
+	electors map[string]*Elector
+	resigns  []*term // resigned terms whose rows and locks the next exchange releases
+	drop     []int32 // ids of locks won for campaigns that were withdrawn meanwhile
+	running  bool    // the session's goroutine runs
+	lapsed   bool    // the lease ran out: the next exchange starts on a new connection
+	poke     chan struct{}
+	lease    leaseClock
+
+	trouble time.Time // when the database last failed, while it does; only the session's goroutine uses it
 }
 
 // NewSession returns a session on the database at connString (a PostgreSQL
 // URL or keyword/value string). It connects to nothing yet.
+//
+// Unless connString sets them, the session's connection has a connect timeout
+// of 5 s and asks the server to drop it once the client has been unreachable
+// for about 5 s (tcp_keepalives_idle=2, tcp_keepalives_interval=1,
+// tcp_keepalives_count=3, tcp_user_timeout=5000), which frees the locks of a
+// partitioned leader.
 func NewSession(connString string, opts ...Option) (*Session, error) {
 	cfg, err := pgx.ParseConfig(connString)
 	if err != nil {
 		return nil, fmt.Errorf("pgleader: %w", err)
 	}
-	s := &Session{cfg: cfg, retry: DefaultRetryPeriod, checkPeriod: DefaultCheckPeriod, checkTimeout: DefaultCheckTimeout, terms: map[*term]bool{}}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	for k, v := range serverDefaults {
+		if _, set := cfg.RuntimeParams[k]; !set {
+			cfg.RuntimeParams[k] = v
+		}
+	}
+	s := &Session{
+		cfg: cfg, retry: DefaultRetryPeriod, checkPeriod: DefaultCheckPeriod, checkTimeout: DefaultCheckTimeout,
+		notice: DefaultNotice, log: slog.Default(), epoch: time.Now(),
+		electors: map[string]*Elector{}, poke: make(chan struct{}, 1),
+	}
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("pgleader: nil Option")
@@ -86,32 +147,68 @@ func NewSession(connString string, opts ...Option) (*Session, error) {
 			return nil, err
 		}
 	}
-	if s.checkTimeout > s.checkPeriod {
-		return nil, fmt.Errorf("pgleader: WithCheckTimeout(%v): need a timeout no longer than the check period (%v)", s.checkTimeout, s.checkPeriod)
-	}
+	s.lease.init(s)
 	return s, nil
 }
 
-// Elector returns the elector of name on this session.
-func (s *Session) Elector(name string) (*Elector, error) {
-	if name == "" {
-		return nil, errors.New("pgleader: the name is empty")
-	}
-	return &Elector{s: s, name: name}, nil
+// serverDefaults are the connection's server settings unless the connection
+// string sets them: the server drops a client it has not heard from in ~5 s.
+var serverDefaults = map[string]string{
+	"tcp_keepalives_idle":     "2",
+	"tcp_keepalives_interval": "1",
+	"tcp_keepalives_count":    "3",
+	"tcp_user_timeout":        "5000",
+	"application_name":        "backi pgleader",
 }
 
-// Elector campaigns for leadership of one name. It implements backi.Elector.
-type Elector struct {
-	s    *Session
-	name string
+// Elector returns the elector of name on this session. A name has one
+// elector per session; asking again for the same name is an error.
+func (s *Session) Elector(name string) (*Elector, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.electors[name] != nil {
+		return nil, fmt.Errorf("pgleader: the session already has an elector for %s", quote(name))
+	}
+	e := &Elector{s: s, name: name}
+	s.electors[name] = e
+	return e, nil
+}
+
+// checkName reports a name that is empty, too long or not UTF-8 text.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("pgleader: the name is empty")
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("pgleader: the name %s has %d bytes, over %d", quote(name), len(name), MaxNameLen)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("pgleader: the name %s is not valid UTF-8", quote(name))
+	}
+	for _, r := range name {
+		if r == 0 {
+			return fmt.Errorf("pgleader: the name %s contains a NUL", quote(name))
+		}
+	}
+	return nil
+}
+
+// quote quotes a name for an error, at most its first 40 characters.
+func quote(name string) string {
+	if utf8.RuneCountInString(name) <= 40 {
+		return fmt.Sprintf("%q", name)
+	}
+	return fmt.Sprintf("%.40q…", name)
 }
 
 // New returns an elector for name with a session of its own on the database
-// at connString. It connects to nothing yet: an unreachable database is
-// reported by Campaign.
+// at connString. It connects to nothing yet: Campaign connects, and retries
+// while the database cannot be reached.
 func New(connString, name string, opts ...Option) (*Elector, error) {
-	if name == "" {
-		return nil, errors.New("pgleader: the name is empty")
+	if err := checkName(name); err != nil {
+		return nil, err
 	}
 	s, err := NewSession(connString, opts...)
 	if err != nil {
@@ -120,72 +217,51 @@ func New(connString, name string, opts ...Option) (*Elector, error) {
 	return s.Elector(name)
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS backi_leader_terms (
-	name       text PRIMARY KEY,
-	term       bigint NOT NULL,
-	released   boolean NOT NULL DEFAULT false,
-	updated_at timestamptz NOT NULL DEFAULT now()
-)`
+// Elector campaigns for leadership of one name. It implements backi.Elector.
+// It holds at most one campaign or term at a time.
+type Elector struct {
+	s    *Session
+	name string
+
+	// Guarded by s.mu:
+	id   int32     // the name's row in backi_leader_terms; 0 until known
+	want *campaign // the campaign waiting for the lock, if any
+	held *term     // the term held, if any
+}
+
+// campaign is one call of Campaign, waiting for the session's exchanges.
+type campaign struct {
+	won  chan struct{} // closed once term is set
+	term *term
+	wait time.Duration // before leading: the last term ended uncleanly
+}
 
 // Campaign blocks until this replica leads, and returns its term; or until
-// ctx is done, returning ctx's error; or until the database fails, returning
-// why.
+// ctx is done, returning ctx's error. While the database cannot be reached it
+// keeps trying, about every check period, and logs the trouble (see
+// WithLogger). Calling it while the elector campaigns or leads already is an
+// error.
 func (e *Elector) Campaign(ctx context.Context) (backi.Term, error) {
-	s := e.s
-	if err := s.join(ctx); err != nil {
-		return nil, fmt.Errorf("pgleader: %q: %w", e.name, err)
-	}
-	held := false
-	defer func() {
-		if !held {
-			s.leave()
-		}
-	}()
-	for {
-		var locked bool
-		err := s.use(func(conn *pgx.Conn) error {
-			return conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, e.name).Scan(&locked)
-		})
-		if err != nil {
-			return nil, fmt.Errorf("pgleader: %q: try lock: %w", e.name, err)
-		}
-		if locked {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(s.retry):
-		}
-	}
-	var token int64
-	var released *bool
-	err := s.use(func(conn *pgx.Conn) error {
-		return conn.QueryRow(ctx, `
-			INSERT INTO backi_leader_terms AS t (name, term) VALUES ($1, 1)
-			ON CONFLICT (name) DO UPDATE SET term = t.term + 1, released = false, updated_at = now()
-			RETURNING term, (SELECT released FROM backi_leader_terms WHERE name = $1)`, e.name).Scan(&token, &released)
-	})
-	t := &term{e: e, token: uint64(token), done: make(chan struct{})}
-	if err == nil {
-		err = s.hold(t)
-	}
+	c, err := e.s.enter(e)
 	if err != nil {
-		// The lock may be held on a connection that lives on: let it go.
-		s.use(func(conn *pgx.Conn) error {
-			_, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, e.name)
-			return err
-		})
-		return nil, fmt.Errorf("pgleader: %q: new term: %w", e.name, err)
+		return nil, err
 	}
-	held = true
-	if released != nil && !*released {
-		// The last leader ended uncleanly: wait until it must have given up.
+	select {
+	case <-c.won:
+	case <-ctx.Done():
+		if t := e.s.withdraw(e, c); t != nil {
+			t.Resign(context.WithoutCancel(ctx))
+		}
+		return nil, ctx.Err()
+	}
+	t := c.term
+	if c.wait > 0 {
+		timer := time.NewTimer(c.wait)
+		defer timer.Stop()
 		select {
-		case <-time.After(s.checkPeriod + s.checkTimeout):
+		case <-timer.C:
 		case <-t.done:
-			return nil, fmt.Errorf("pgleader: %q: lost the connection while waiting out the last leader", e.name)
+			return nil, fmt.Errorf("pgleader: %s: the term ended while waiting out the last leader", quote(e.name))
 		case <-ctx.Done():
 			t.Resign(context.WithoutCancel(ctx))
 			return nil, ctx.Err()
@@ -194,160 +270,104 @@ func (e *Elector) Campaign(ctx context.Context) (backi.Term, error) {
 	return t, nil
 }
 
-var errClosed = errors.New("the connection was lost")
-
-// createTable runs ddl, a CREATE TABLE IF NOT EXISTS of table, under a
-// transaction lock, so that replicas starting together do not race to create
-// it.
-func createTable(ctx context.Context, conn *pgx.Conn, table, ddl string) error {
-	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, table); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, ddl)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("create %s: %w", table, err)
-	}
-	return nil
-}
-
-// join counts a campaign in, connecting (and creating the table) if needed.
-func (s *Session) join(ctx context.Context) error {
+// enter registers a campaign of e, starting the session's goroutine if
+// needed.
+func (s *Session) enter(e *Elector) (*campaign, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn == nil {
-		conn, err := pgx.ConnectConfig(ctx, s.cfg)
-		if err != nil {
-			return fmt.Errorf("connect: %w", err)
-		}
-		err = createTable(ctx, conn, "backi_leader_terms", schema)
-		if err != nil {
-			conn.Close(context.WithoutCancel(ctx))
-			return err
-		}
-		s.conn = conn
-		s.stop, s.checked = make(chan struct{}), make(chan struct{})
-		go s.check(conn, s.stop, s.checked)
+	if e.want != nil || e.held != nil {
+		return nil, fmt.Errorf("pgleader: %s: the elector campaigns or leads already", quote(e.name))
 	}
-	s.users++
-	return nil
+	c := &campaign{won: make(chan struct{})}
+	e.want = c
+	if !s.running {
+		s.running = true
+		go s.run()
+	}
+	s.kick()
+	return c, nil
 }
 
-// use runs fn on the connection, if it is still there.
-func (s *Session) use(fn func(*pgx.Conn) error) error {
+// withdraw ends campaign c of e, whose caller gave up. It returns the term
+// if c was won meanwhile, for the caller to resign.
+func (s *Session) withdraw(e *Elector, c *campaign) *term {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conn == nil {
-		return errClosed
+	if e.want == c {
+		e.want = nil
+		s.kick()
+		return nil
 	}
-	return fn(s.conn)
+	return c.term
 }
 
-// hold records a term, unless the connection it was won on is gone.
-func (s *Session) hold(t *term) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.conn == nil {
-		return errClosed
-	}
-	s.terms[t] = true
-	return nil
-}
-
-// leave counts a campaign or a term out; the last one closes the connection.
-func (s *Session) leave() {
-	s.mu.Lock()
-	s.users--
-	if s.users > 0 || s.conn == nil {
-		s.mu.Unlock()
-		return
-	}
-	conn, stop, checked := s.conn, s.stop, s.checked
-	s.conn = nil
-	s.mu.Unlock()
-	close(stop)
-	<-checked
-	ctx, cancel := context.WithTimeout(context.Background(), s.checkTimeout)
-	defer cancel()
-	conn.Close(ctx)
-}
-
-// check runs while conn is the session's: the first failed check ends every
-// term held on it and closes it, which makes the server release the locks.
-func (s *Session) check(conn *pgx.Conn, stop <-chan struct{}, checked chan<- struct{}) {
-	defer close(checked)
-	tick := time.NewTicker(s.checkPeriod)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-		s.mu.Lock()
-		if s.conn != conn {
-			s.mu.Unlock()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.checkTimeout)
-		_, err := conn.Exec(ctx, `SELECT 1`)
-		cancel()
-		if err != nil {
-			for t := range s.terms {
-				t.end()
-				s.users--
-			}
-			clear(s.terms)
-			s.conn = nil
-			s.mu.Unlock()
-			closeCtx, cancel := context.WithTimeout(context.Background(), s.checkTimeout)
-			conn.Close(closeCtx)
-			cancel()
-			return
-		}
-		s.mu.Unlock()
+// kick asks the session's goroutine for an exchange now. s.mu is held.
+func (s *Session) kick() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
 	}
 }
 
-// term is one spell of leadership, held on its session's connection.
+// term is one spell of leadership, held on one connection of its session.
 type term struct {
-	e      *Elector
-	token  uint64
-	done   chan struct{} // closed when leadership ends
-	once   sync.Once     // closes done
-	resign sync.Once
-	err    error // Resign's
+	e     *Elector
+	id    int32
+	token uint64
+	done  chan struct{} // closed when leadership ends
+	ended bool          // done is closed; guarded by the session's mu
+
+	resigned chan struct{} // closed when the release was sent, or could not be
+	err      error         // the release's, set before resigned closes
 }
 
 func (t *term) Done() <-chan struct{} { return t.done }
 func (t *term) Token() uint64         { return t.token }
-func (t *term) end()                  { t.once.Do(func() { close(t.done) }) }
+
+// Lease tells until when, on this replica's monotonic clock, the term is
+// certain: the start of the session's latest successful check plus
+// CheckPeriod + CheckTimeout. backi starts no iteration past it.
+func (t *term) Lease() time.Time {
+	until := t.e.s.lease.until()
+	select {
+	case <-t.done:
+		return time.Time{}
+	default:
+		return until
+	}
+}
 
 // String names the term, as in `term 7 of "nightly-report"`.
 func (t *term) String() string { return fmt.Sprintf("term %d of %q", t.token, t.e.name) }
 
-// Resign ends the term at once: it marks the row released and unlocks, and
-// the session closes its connection if nothing else uses it. Calls after the
-// first return its result.
+// end closes done once. s.mu is held.
+func (t *term) end() {
+	if !t.ended {
+		t.ended = true
+		close(t.done)
+	}
+}
+
+// Resign ends the term at once and gives its lock up: the session marks the
+// term released, so that the next leader need not wait out this one, and
+// unlocks. It waits for that until ctx is done. Resigning a term that was
+// lost, or again, does nothing.
 func (t *term) Resign(ctx context.Context) error {
-	t.resign.Do(func() {
-		s := t.e.s
-		s.mu.Lock()
-		if !s.terms[t] { // already lost, and counted out
-			s.mu.Unlock()
-			return
-		}
-		delete(s.terms, t)
-		t.end()
-		_, err := s.conn.Exec(ctx, `UPDATE backi_leader_terms SET released = true, updated_at = now() WHERE name = $1 AND term = $2`, t.e.name, int64(t.token))
-		if err == nil {
-			_, err = s.conn.Exec(ctx, `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, t.e.name)
-		}
-		t.err = err
+	s := t.e.s
+	s.mu.Lock()
+	if t.e.held != t {
 		s.mu.Unlock()
-		s.leave()
-	})
-	return t.err
+		return nil
+	}
+	t.e.held = nil
+	t.end()
+	s.resigns = append(s.resigns, t)
+	s.kick()
+	s.mu.Unlock()
+	select {
+	case <-t.resigned:
+		return t.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -42,7 +43,7 @@ func dbURL(t *testing.T) string { return pgtest.URL(t) }
 // line when each iteration starts and ends, with its term.
 func replica() {
 	id, name, url := os.Getenv("PGLEADER_REPLICA"), os.Getenv("PGLEADER_NAME"), os.Getenv("BACKI_PG_URL")
-	e, err := pgleader.New(url, name)
+	e, err := pgleader.New(url+"&application_name="+os.Getenv("PGLEADER_APP"), name)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)
@@ -103,11 +104,15 @@ func newClusterOn(t *testing.T, url string) *cluster {
 	return c
 }
 
+// app is the application name of replica id's election connection.
+func (c *cluster) app(id string) string { return fmt.Sprintf("pgl-%x-%s", c.name[len(c.name)-6:], id) }
+
 func (c *cluster) start(id string) {
 	c.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Stderr = os.Stderr
-	cmd.Env = append(os.Environ(), "PGLEADER_REPLICA="+id, "PGLEADER_NAME="+c.name, "BACKI_PG_URL="+c.url, "PGLEADER_MODE="+c.mode)
+	cmd.Env = append(os.Environ(), "PGLEADER_REPLICA="+id, "PGLEADER_NAME="+c.name, "BACKI_PG_URL="+c.url, "PGLEADER_MODE="+c.mode,
+		"PGLEADER_APP="+c.app(id))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		c.t.Fatal(err)
@@ -287,9 +292,8 @@ func TestOneLeaderAndFailover(t *testing.T) {
 	terminated := time.Now()
 	var n int
 	if err := conn.QueryRow(context.Background(), `
-		SELECT count(pg_terminate_backend(pid)) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted
-		AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0)`, c.name).Scan(&n); err != nil || n != 1 {
+		SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l JOIN backi_leader_terms t ON t.name = $1
+		WHERE l.locktype = 'advisory' AND l.granted AND l.classid = x'6b636162'::int::oid AND l.objid = t.id::oid AND l.objsubid = 2`, c.name).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("terminated %d backends: %v", n, err)
 	}
 	fourth := c.waitStart(terminated, "", third.term, 2*time.Second)
@@ -301,6 +305,38 @@ func TestOneLeaderAndFailover(t *testing.T) {
 	c.check()
 }
 
+// Item 3: a leader paused while its server session ends, and another
+// replica takes over, starts no iteration under its old term once it runs
+// again: its lease ran out during the pause.
+func TestPausedLeaderStartsNothingUnderItsOldTerm(t *testing.T) {
+	c := newCluster(t)
+	adm := admin(t)
+	began := time.Now()
+	c.start("a")
+	c.start("b")
+	first := c.waitStart(began, "", 0, 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	proc := c.procs[first.replica].Process
+	paused := time.Now()
+	proc.Signal(syscall.SIGSTOP)
+	if _, err := adm.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, c.app(first.replica)); err != nil {
+		proc.Signal(syscall.SIGCONT)
+		t.Fatal(err)
+	}
+	second := c.waitStart(paused, first.replica, first.term, 2*time.Second)
+	time.Sleep(time.Until(paused.Add(2 * time.Second)))
+	proc.Signal(syscall.SIGCONT)
+	time.Sleep(time.Second)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.records {
+		if r.kind == "start" && r.term == first.term && r.at.After(second.at) {
+			t.Fatalf("the paused leader started an iteration of term %d %v after its successor's first", first.term, r.at.Sub(second.at))
+		}
+	}
+	t.Logf("paused %s led term %d; %s led term %d %v after the pause began", first.replica, first.term, second.replica, second.term, second.at.Sub(paused))
+}
+
 func TestBadInput(t *testing.T) {
 	for _, tc := range []struct {
 		conn, name string
@@ -309,7 +345,8 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"postgres://localhost/test", "", nil, "pgleader: the name is empty"},
 		{"postgres://%zz", "n", nil, "pgleader: "},
-		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithCheckTimeout(time.Second)}, "WithCheckTimeout(1s): need a timeout no longer than the check period (250ms)"},
+		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithNotice(-time.Millisecond)}, "WithNotice(-1ms)"},
+		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithLogger(nil)}, "WithLogger(nil)"},
 		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithRetryPeriod(0)}, "WithRetryPeriod(0s)"},
 		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithCheckPeriod(-time.Second)}, "WithCheckPeriod(-1s)"},
 		{"postgres://localhost/test", "n", []pgleader.Option{pgleader.WithCheckTimeout(0)}, "WithCheckTimeout(0s)"},
@@ -319,13 +356,36 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("New(%q, %q) = %v, want %q", tc.conn, tc.name, err, tc.want)
 		}
 	}
-	e, err := pgleader.New("postgres://postgres@127.0.0.1:1/test?connect_timeout=2", "n")
+	// An unreachable database: Campaign keeps trying until its context
+	// ends, and the session says why, once.
+	var log strings.Builder
+	var mu sync.Mutex
+	e, err := pgleader.New("postgres://postgres@127.0.0.1:1/test?connect_timeout=2", "n",
+		pgleader.WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &log}, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Campaign(context.Background()); err == nil || !strings.Contains(err.Error(), `pgleader: "n": connect`) {
-		t.Fatalf("Campaign on an unreachable database = %v", err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := e.Campaign(ctx); err != context.DeadlineExceeded {
+		t.Fatalf("Campaign on an unreachable database = %v, want its context's error", err)
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := strings.Count(log.String(), "connection refused"); n != 1 {
+		t.Fatalf("the unreachable database was logged %d times, want once:\n%s", n, log.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // throwaway starts a PostgreSQL server of the test's own, in a temporary

@@ -43,8 +43,8 @@ func TestSessionSharesOneConnection(t *testing.T) {
 	defer admin.Close(ctx)
 	var pids []int32
 	rows, err := admin.Query(ctx, `
-		SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-		AND ((classid::bigint << 32) | objid::bigint) IN (hashtextextended($1, 0), hashtextextended($2, 0))`, base+"-a", base+"-b")
+		SELECT DISTINCT l.pid FROM pg_locks l JOIN backi_leader_terms t ON t.name IN ($1, $2)
+		WHERE l.locktype = 'advisory' AND l.granted AND l.classid = x'6b636162'::int::oid AND l.objid = t.id::oid AND l.objsubid = 2`, base+"-a", base+"-b")
 	if err != nil {
 		t.Fatal(err)
 	}
