@@ -11,6 +11,8 @@
 // CheckPeriod while one leads, it makes one exchange with the server, bounded
 // by CheckTimeout, that tries the lock of every name that campaigns and
 // proves that the connection, and so every lock taken on it, is still there.
+// A session that releases a lock says so on the channel
+// backi_leader_released, and the sessions that campaign try at once.
 //
 // Each name has a row in the table backi_leader_terms (created, and migrated,
 // on first use) with a unique id; its lock is the session advisory lock
@@ -45,14 +47,15 @@
 //
 // # What bounds a failover
 //
-// With the defaults (RetryPeriod 50 ms, CheckPeriod 150 ms, CheckTimeout
-// 150 ms, Notice 200 ms; so L = 300 ms and W ≈ 505 ms):
+// With the defaults (RetryPeriod 150 ms, CheckPeriod 150 ms, CheckTimeout
+// 150 ms, Notice 150 ms; so L = 300 ms and W ≈ 455 ms):
 //
-//   - after a clean stop, another replica leads within RetryPeriod, about
-//     50 ms;
+//   - after a clean stop, another replica leads within two round trips: the
+//     release is notified;
 //   - after the leader's process is killed, its server session ends at once
 //     (the kernel closes the socket), and another replica leads within
-//     RetryPeriod + W plus a round trip, about 560 ms;
+//     RetryPeriod + W plus a round trip, at most about 620 ms, 530 ms on
+//     average;
 //   - after the server ends the leader's session (pg_terminate_backend, a
 //     restart), the leader's next check fails and its terms end; another
 //     replica leads as after a kill;

@@ -15,10 +15,10 @@ import (
 
 // Defaults of the periods (see the package documentation).
 const (
-	DefaultRetryPeriod  = 50 * time.Millisecond
+	DefaultRetryPeriod  = 150 * time.Millisecond
 	DefaultCheckPeriod  = 150 * time.Millisecond
 	DefaultCheckTimeout = 150 * time.Millisecond
-	DefaultNotice       = 200 * time.Millisecond
+	DefaultNotice       = 150 * time.Millisecond
 )
 
 // MaxNameLen is the longest name an elector takes, in bytes.
@@ -28,8 +28,10 @@ const MaxNameLen = 200
 // named, before anything connects.
 type Option func(*Session) error
 
-// WithRetryPeriod sets how often a replica that does not lead tries again.
-// d must be positive; the default is DefaultRetryPeriod.
+// WithRetryPeriod sets how often a replica that does not lead tries again,
+// besides at once when another replica releases the lock cleanly. It bounds
+// the failover after a crash (see the package documentation). d must be
+// positive; the default is DefaultRetryPeriod.
 func WithRetryPeriod(d time.Duration) Option {
 	return positive("WithRetryPeriod", d, func(s *Session) { s.retry = d })
 }
@@ -107,7 +109,8 @@ type Session struct {
 	drop     []int32 // ids of locks won for campaigns that were withdrawn meanwhile
 	running  bool    // the session's goroutine runs
 	lapsed   bool    // the lease ran out: the next exchange starts on a new connection
-	poke     chan struct{}
+	kicked   bool               // an exchange is wanted now
+	wake     context.CancelFunc // ends the goroutine's wait between exchanges, if it waits
 	lease    leaseClock
 
 	trouble time.Time // when the database last failed, while it does; only the session's goroutine uses it
@@ -137,7 +140,7 @@ func NewSession(connString string, opts ...Option) (*Session, error) {
 	s := &Session{
 		cfg: cfg, retry: DefaultRetryPeriod, checkPeriod: DefaultCheckPeriod, checkTimeout: DefaultCheckTimeout,
 		notice: DefaultNotice, log: slog.Default(), epoch: time.Now(),
-		electors: map[string]*Elector{}, poke: make(chan struct{}, 1),
+		electors: map[string]*Elector{},
 	}
 	for _, o := range opts {
 		if o == nil {
@@ -303,9 +306,9 @@ func (s *Session) withdraw(e *Elector, c *campaign) *term {
 
 // kick asks the session's goroutine for an exchange now. s.mu is held.
 func (s *Session) kick() {
-	select {
-	case s.poke <- struct{}{}:
-	default:
+	s.kicked = true
+	if s.wake != nil {
+		s.wake()
 	}
 }
 

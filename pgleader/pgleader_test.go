@@ -372,7 +372,7 @@ func TestBadInput(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if n := strings.Count(log.String(), "connection refused"); n != 1 {
+	if n := strings.Count(log.String(), "the database failed"); n != 1 || !strings.Contains(log.String(), "connection refused") {
 		t.Fatalf("the unreachable database was logged %d times, want once:\n%s", n, log.String())
 	}
 }

@@ -1,0 +1,46 @@
+package pgleader
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/backi-go/backi/internal/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+// Item 5: the session asks the server to drop a client it cannot reach
+// within seconds, and bounds its connect; a connection string can say
+// otherwise.
+func TestSessionBoundsAPartitionServerSide(t *testing.T) {
+	url := pgtest.URL(t)
+	s, err := NewSession(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.ConnectTimeout != 5*time.Second {
+		t.Errorf("connect timeout %v, want 5s", s.cfg.ConnectTimeout)
+	}
+	conn, err := pgx.ConnectConfig(context.Background(), s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for name, want := range map[string]string{"tcp_keepalives_idle": "2", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "3", "tcp_user_timeout": "5000"} {
+		var got string
+		if err := conn.QueryRow(context.Background(), "SHOW "+name).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s = %s on the session's connection, want %s", name, got, want)
+		}
+	}
+
+	mine, err := NewSession(url + "&tcp_user_timeout=12000&connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mine.cfg.RuntimeParams["tcp_user_timeout"]; got != "12000" || mine.cfg.ConnectTimeout != 2*time.Second {
+		t.Errorf("the connection string's settings were overridden: tcp_user_timeout %s, connect timeout %v", got, mine.cfg.ConnectTimeout)
+	}
+}
