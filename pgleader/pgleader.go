@@ -105,10 +105,10 @@ type Session struct {
 
 	mu       sync.Mutex
 	electors map[string]*Elector
-	resigns  []*term // resigned terms whose rows and locks the next exchange releases
-	drop     []int32 // ids of locks won for campaigns that were withdrawn meanwhile
-	running  bool    // the session's goroutine runs
-	lapsed   bool    // the lease ran out: the next exchange starts on a new connection
+	resigns  []*term            // resigned terms whose rows and locks the next exchange releases
+	drop     []int32            // ids of locks won for campaigns that were withdrawn meanwhile
+	running  bool               // the session's goroutine runs
+	lapsed   bool               // the lease ran out: the next exchange starts on a new connection
 	kicked   bool               // an exchange is wanted now
 	wake     context.CancelFunc // ends the goroutine's wait between exchanges, if it waits
 	lease    leaseClock
