@@ -462,6 +462,12 @@ func TestServerRestart(t *testing.T) {
 		t.Fatalf("term %d ran until %v, after the server was back at %v", first.term, end, back)
 	}
 	t.Logf("restart took %v; %s leads with term %d, %v after the server was back", back.Sub(restarted), next.replica, next.term, next.at.Sub(back))
+	// Item 8: campaigns retry about every check period, not after the
+	// worker's growing backoff: a replica leads within a retry, the wait
+	// after an unclean end and a connect.
+	if d := next.at.Sub(back); d > time.Second {
+		t.Fatalf("the next leader came %v after the server was back, want within 1s", d)
+	}
 	time.Sleep(300 * time.Millisecond)
 	c.check()
 }

@@ -3,10 +3,12 @@ package pgleader_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -332,4 +334,33 @@ func TestTwoHundredNamesOnOneSession(t *testing.T) {
 		ended(t, term, time.Second, "terminated")
 	}
 	t.Logf("200 names failed over in %v", time.Since(killed))
+}
+
+// Item 6: when the server answers slower than the check timeout, the
+// session says which option to raise, and with it raised, leads.
+func TestSlowServerNamesTheCheckTimeout(t *testing.T) {
+	p, via := newProxy(t, dbURL(t))
+	var log strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &log}, nil))
+	s := session(t, via, pgleader.WithLogger(logger))
+	held := campaign(t, elector(t, s, unique("held"))) // connected before the delay
+	e := elector(t, s, unique("slow"))
+	p.delay.Store(int64(100 * time.Millisecond)) // 200 ms a round trip, over the 150 ms timeout
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if term, err := e.Campaign(ctx); err == nil {
+		term.Resign(context.Background())
+		t.Fatal("led through a server slower than the check timeout")
+	}
+	ended(t, held, time.Second, "slow server")
+	mu.Lock()
+	said := log.String()
+	mu.Unlock()
+	if !strings.Contains(said, "WithCheckTimeout(150ms)") {
+		t.Fatalf("the log does not name the option to raise:\n%s", said)
+	}
+
+	patient := session(t, via, pgleader.WithCheckTimeout(time.Second), pgleader.WithLogger(logger))
+	campaign(t, elector(t, patient, unique("patient")))
 }
