@@ -3,6 +3,7 @@ package pgleader_test
 import (
 	"context"
 	"log"
+	"log/slog"
 	"time"
 
 	"github.com/backi-go/backi"
@@ -31,10 +32,15 @@ func ExampleNew() {
 }
 
 func ExampleNewSession() {
-	// Several singletons on one connection: a failed check of it ends every
-	// term held on it at once.
+	// Several singletons on one connection, checked in one query for all:
+	// a failed check ends every term held on it at once. Here the server is
+	// far away (round trips near 300 ms), and each iteration may need up to
+	// 2 s to stop once its term ends: the next leader waits that much longer
+	// after a crash.
 	s, err := pgleader.NewSession(dsn,
-		pgleader.WithCheckPeriod(time.Second), pgleader.WithCheckTimeout(500*time.Millisecond))
+		pgleader.WithCheckPeriod(time.Second), pgleader.WithCheckTimeout(500*time.Millisecond),
+		pgleader.WithNotice(2*time.Second),
+		pgleader.WithLogger(slog.Default().With("component", "election")))
 	if err != nil {
 		log.Fatal(err)
 	}
