@@ -174,13 +174,13 @@ func TestPartitionedSessionLeaderStepsDown(t *testing.T) {
 func TestCancellingACampaignKeepsTheOtherTerms(t *testing.T) {
 	url := dbURL(t)
 	p, via := newProxy(t, url)
-	p.delay.Store(int64(20 * time.Millisecond))
 	other := session(t, url)
 	a, b := unique("a"), unique("b")
 	campaign(t, elector(t, other, b))
 
 	s := session(t, via, pgleader.WithCheckTimeout(500*time.Millisecond))
 	term := campaign(t, elector(t, s, a))
+	p.delay.Store(int64(50 * time.Millisecond)) // 100 ms a round trip: cancels land mid-query
 	eb := elector(t, s, b)
 	for i := range 10 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(10+rand.IntN(150))*time.Millisecond)
