@@ -263,6 +263,35 @@ func gaps(t *testing.T, n int, next func(i int) error, opts ...backi.Option) []t
 
 var errFail = errors.New("fail")
 
+// ranAgain runs a loop for each of tooks, with opt: its first iteration
+// takes that long and returns err, and its second stops the loop. It returns
+// when each loop's second iteration began, since the start, in the order of
+// tooks.
+func ranAgain(t *testing.T, err error, opt backi.Option, tooks []time.Duration) []time.Duration {
+	t.Helper()
+	start := time.Now()
+	again := make([]time.Duration, len(tooks))
+	var wg sync.WaitGroup
+	for i, took := range tooks {
+		runs := 0
+		w := backi.Loop(fmt.Sprint("took", took), func(ctx context.Context) error {
+			if runs++; runs == 2 {
+				again[i] = time.Since(start)
+				return backi.Stop(nil)
+			}
+			time.Sleep(took)
+			return err
+		}, backi.WithLogger(quiet), opt)
+		wg.Go(func() {
+			if err := w.Run(t.Context()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	return again
+}
+
 func TestShortWaitsLastExactlyWhatWasAsked(t *testing.T) {
 	// Two loops end their first iteration 3 ms and 7 ms in; with a 400 ms
 	// wait they run again 400 ms later each, whether they failed or found no
@@ -277,33 +306,7 @@ func TestShortWaitsLastExactlyWhatWasAsked(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				start := time.Now()
-				var mu sync.Mutex
-				var again []time.Duration
-				var wg sync.WaitGroup
-				for _, took := range []time.Duration{3 * time.Millisecond, 7 * time.Millisecond} {
-					runs := 0
-					w := backi.Loop(fmt.Sprint("took", took), func(ctx context.Context) error {
-						if runs++; runs == 2 {
-							mu.Lock()
-							again = append(again, time.Since(start))
-							mu.Unlock()
-							return backi.Stop(nil)
-						}
-						time.Sleep(took)
-						return tc.err
-					}, backi.WithLogger(quiet), tc.opt)
-					wg.Go(func() {
-						if err := w.Run(t.Context()); err != nil {
-							t.Error(err)
-						}
-					})
-				}
-				wg.Wait()
-				if len(again) != 2 {
-					t.Fatalf("%d loops ran again, want 2", len(again))
-				}
-				slices.Sort(again)
+				again := ranAgain(t, tc.err, tc.opt, []time.Duration{3 * time.Millisecond, 7 * time.Millisecond})
 				if want := []time.Duration{403 * time.Millisecond, 407 * time.Millisecond}; !slices.Equal(again, want) {
 					t.Errorf("ran again %v after the start, want %v", again, want)
 				}
@@ -335,42 +338,19 @@ func TestLongWaitsOfManyLoopsEndTogether(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				start := time.Now()
-				again := make(chan time.Time, 20)
-				var wg sync.WaitGroup
+				var tooks []time.Duration
 				for i := range 20 {
-					took := time.Duration(i) * time.Millisecond
-					runs := 0
-					w := backi.Loop(fmt.Sprint("took", took), func(ctx context.Context) error {
-						if runs++; runs == 2 {
-							if d := time.Since(start) - took; !lasted(d, time.Second) {
-								t.Errorf("loop %d waited %v, want 1s up to a tick later", i, d)
-							}
-							again <- time.Now()
-							return backi.Stop(nil)
-						}
-						time.Sleep(took)
-						return tc.err
-					}, backi.WithLogger(quiet), tc.opt)
-					wg.Go(func() {
-						if err := w.Run(t.Context()); err != nil {
-							t.Error(err)
-						}
-					})
+					tooks = append(tooks, time.Duration(i)*time.Millisecond)
 				}
-				wg.Wait()
-				close(again)
-				ticks := map[time.Time]bool{}
-				for at := range again {
-					ticks[at] = true
+				again := ranAgain(t, tc.err, tc.opt, tooks)
+				for i, at := range again {
+					if d := at - tooks[i]; !lasted(d, time.Second) {
+						t.Errorf("loop %d waited %v, want 1s up to a tick later", i, d)
+					}
 				}
-				var at []time.Time
-				for t := range ticks {
-					at = append(at, t)
-				}
-				slices.SortFunc(at, time.Time.Compare)
-				if len(at) > 2 || len(at) == 2 && at[1].Sub(at[0]) != tick {
-					t.Fatalf("the loops ran again at %v, want one instant, or two a tick apart", at)
+				at := slices.Compact(slices.Sorted(slices.Values(again)))
+				if len(at) > 2 || len(at) == 2 && at[1]-at[0] != tick {
+					t.Fatalf("the loops ran again at %v after the start, want one instant, or two a tick apart", at)
 				}
 			})
 		})
