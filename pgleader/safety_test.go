@@ -143,20 +143,24 @@ func TestTableLocksDoNotBlockElections(t *testing.T) {
 	}
 }
 
+// leadAndContest returns a session through a proxy that leads one name,
+// with its term, and a name that another session holds.
+func leadAndContest(t *testing.T, opts ...pgleader.Option) (p *proxy, s *pgleader.Session, term backi.Term, held string) {
+	url := dbURL(t)
+	p, via := newProxy(t, url)
+	held = unique("held")
+	campaign(t, elector(t, session(t, url), held))
+	s = session(t, via, opts...)
+	return p, s, campaign(t, elector(t, s, unique("led"))), held
+}
+
 // Item 1: a partitioned session leader gives its terms up within the lease,
 // although another of its names campaigns.
 func TestPartitionedSessionLeaderStepsDown(t *testing.T) {
-	url := dbURL(t)
-	p, via := newProxy(t, url)
-	other := session(t, url)
-	x, y := unique("x"), unique("y")
-	campaign(t, elector(t, other, y))
-
-	s := session(t, via)
-	term := campaign(t, elector(t, s, x))
+	p, s, term, held := leadAndContest(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go elector(t, s, y).Campaign(ctx) // waits for y's lock, every retry period
+	go elector(t, s, held).Campaign(ctx) // tries for the lock every retry period
 	time.Sleep(200 * time.Millisecond)
 
 	p.block()
@@ -172,16 +176,9 @@ func TestPartitionedSessionLeaderStepsDown(t *testing.T) {
 // Item 7: cancelling one campaign on a session never ends another name's
 // term on it.
 func TestCancellingACampaignKeepsTheOtherTerms(t *testing.T) {
-	url := dbURL(t)
-	p, via := newProxy(t, url)
-	other := session(t, url)
-	a, b := unique("a"), unique("b")
-	campaign(t, elector(t, other, b))
-
-	s := session(t, via, pgleader.WithCheckTimeout(500*time.Millisecond))
-	term := campaign(t, elector(t, s, a))
+	p, s, term, held := leadAndContest(t, pgleader.WithCheckTimeout(500*time.Millisecond))
 	p.delay.Store(int64(50 * time.Millisecond)) // 100 ms a round trip: cancels land mid-query
-	eb := elector(t, s, b)
+	eb := elector(t, s, held)
 	for i := range 10 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(10+rand.IntN(150))*time.Millisecond)
 		if _, err := eb.Campaign(ctx); err == nil {
