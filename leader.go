@@ -156,9 +156,12 @@ func newHeld(term Term, done <-chan struct{}) *held {
 	return h
 }
 
+// leaseTimeout bounds a call of Term.Lease (see bounded).
+const leaseTimeout = 100 * time.Millisecond
+
 // over reports whether the term, if any, is lost or past its lease, which a
-// loop asks before each turn. A Lease method that panics ends the term, and
-// is logged.
+// loop asks before each turn. A Lease method that panics or does not answer
+// within leaseTimeout ends the term, and is logged.
 func (h *held) over(log *slog.Logger) bool {
 	if h == nil {
 		return false
@@ -169,12 +172,16 @@ func (h *held) over(log *slog.Logger) bool {
 	if h.lease == nil {
 		return false
 	}
-	until, err := protect(func() (time.Time, error) { return h.lease(), nil })
+	until := make(chan time.Time, 1)
+	err := bounded(context.Background(), leaseTimeout, "Term.Lease", func(context.Context) error {
+		until <- h.lease()
+		return nil
+	})
 	if err != nil {
-		log.LogAttrs(context.Background(), slog.LevelError, "Term.Lease panicked: leadership taken as lost", slog.Any("err", err), stackAttr(err))
+		log.LogAttrs(context.Background(), slog.LevelError, "Term.Lease failed: leadership taken as lost", slog.Any("err", err), stackAttr(err))
 		return true
 	}
-	return !time.Now().Before(until)
+	return !time.Now().Before(<-until)
 }
 
 // campaign asks the elector for a term, and the term for its token and Done

@@ -243,3 +243,72 @@ func TestNoTurnStartsPastTheTermsLease(t *testing.T) {
 type electorFunc func(ctx context.Context) (backi.Term, error)
 
 func (f electorFunc) Campaign(ctx context.Context) (backi.Term, error) { return f(ctx) }
+
+// leaseOnly is a term that relies on its lease alone: its Done channel is
+// nil, and never closes. lease is its Lease method.
+type leaseOnly struct {
+	lease    func() time.Time
+	mu       sync.Mutex
+	resigned int
+}
+
+func (t *leaseOnly) Done() <-chan struct{} { return nil }
+func (t *leaseOnly) Token() uint64         { return 1 }
+func (t *leaseOnly) Lease() time.Time      { return t.lease() }
+func (t *leaseOnly) Resign(context.Context) error {
+	t.mu.Lock()
+	t.resigned++
+	t.mu.Unlock()
+	return nil
+}
+
+func TestATermPastItsLeaseIsLostEvenWithoutDone(t *testing.T) {
+	// A lease that runs out after a second, and one whose Lease method
+	// does not answer until the test ends: either way the term is lost, not
+	// the worker ended, and the worker resigns it and campaigns again.
+	for name, lease := range map[string]func(start time.Time, end <-chan struct{}) func() time.Time{
+		"runs out": func(start time.Time, _ <-chan struct{}) func() time.Time {
+			return func() time.Time { return start.Add(time.Second) }
+		},
+		"blocks": func(start time.Time, end <-chan struct{}) func() time.Time {
+			return func() time.Time { <-end; return start.Add(time.Hour) }
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				end := make(chan struct{})
+				defer close(end)
+				term := &leaseOnly{lease: lease(time.Now(), end)}
+				campaigns := 0
+				e := electorFunc(func(ctx context.Context) (backi.Term, error) {
+					if campaigns++; campaigns > 1 {
+						<-ctx.Done()
+						return nil, ctx.Err()
+					}
+					return term, nil
+				})
+				w := backi.Loop("lease only", func(ctx context.Context) error {
+					time.Sleep(300 * time.Millisecond)
+					return nil
+				}, backi.WithLeader(e), backi.WithLogger(quiet))
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan error, 1)
+				go func() { done <- w.Run(ctx) }()
+				time.Sleep(5 * time.Second)
+				synctest.Wait()
+				select {
+				case err := <-done:
+					t.Fatalf("Run returned %v once the lease ran out, its context live", err)
+				default:
+				}
+				if campaigns != 2 || term.resigned != 1 {
+					t.Errorf("%d campaigns and %d resignations, want a second campaign after resigning", campaigns, term.resigned)
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			})
+		})
+	}
+}

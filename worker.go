@@ -265,7 +265,7 @@ func (r *run) runLanes(ctx context.Context, term *held) (wasLost bool, err error
 		lost = term.done
 	}
 	lctx, cancel := ctx, noCancel
-	if len(r.lanes) > 1 || lost != nil {
+	if len(r.lanes) > 1 || term != nil {
 		lctx, cancel = context.WithCancelCause(ctx)
 	}
 	defer cancel(nil)
@@ -287,7 +287,7 @@ func (r *run) runLanes(ctx context.Context, term *held) (wasLost bool, err error
 			return false, err // the worker ended itself, whatever else happened
 		}
 	}
-	return lost != nil && context.Cause(lctx) == ErrLeadershipLost, err
+	return term != nil && context.Cause(lctx) == ErrLeadershipLost, err
 }
 
 // watch starts what watches the loops while they run under ctx: for lost,

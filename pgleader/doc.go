@@ -8,18 +8,24 @@
 // (New), or one shared by the electors of several names (NewSession, then
 // Session.Elector). A goroutine of the session's own is the only user of the
 // connection. Every RetryPeriod while an elector campaigns, and every
-// CheckPeriod while one leads, it makes one exchange with the server, bounded
-// by CheckTimeout, that tries the lock of every name that campaigns and
-// proves that the connection, and so every lock taken on it, is still there.
+// CheckPeriod while one leads, each counted from the start of the last, it
+// makes one exchange with the server, a single round trip bounded by
+// CheckTimeout, that tries the lock of every name that campaigns and proves
+// that the connection, and so every lock taken on it, is still there.
 // A session that releases a lock says so on the channel
 // backi_leader_released, and the sessions that campaign try at once.
 //
 // Each name has a row in the table backi_leader_terms (created, and migrated,
 // on first use) with a unique id; its lock is the session advisory lock
-// pg_try_advisory_lock(0x6b636162, id), in the two-key form, which is a key
-// space apart from the one-key locks of other code. Having the lock, the
-// session increments the row's term, and the new value is the term's fencing
-// token: it grows with every term, whichever replica holds it.
+// pg_try_advisory_lock(table, id), in the two-key form, where table is the
+// table's oid (pg_locks shows it as classid, and id as objid): a key space
+// apart from the one-key locks of other code, and from the tables of other
+// schemas. Having the lock, the session increments the row's term, and the
+// new value is the term's fencing token: it grows with every term, whichever
+// replica holds it. Every exchange of a leader also checks that its rows
+// still carry its terms: a row deleted, or written by someone else, ends the
+// term. A new row, which may replace a deleted one, is treated like a term
+// that ended uncleanly: its first leader waits.
 //
 // # The lease
 //
@@ -38,7 +44,9 @@
 //
 //	W = (L + Notice) · 1.01
 //
-// before it leads. The old leader's last successful exchange began before
+// before it leads, or longer if the last leader's own W, which it records in
+// its row, is longer (replicas may be configured apart). The old leader's
+// last successful exchange began before
 // the server released its lock, so its lease ended at most L after that, and
 // its iteration had Notice (WithNotice) to stop. The 1% covers clocks that
 // run at rates up to 0.5% apart; the clocks need not agree on the time. So no

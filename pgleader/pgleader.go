@@ -106,14 +106,16 @@ type Session struct {
 	mu       sync.Mutex
 	electors map[string]*Elector
 	resigns  []*term            // resigned terms whose rows and locks the next exchange releases
-	drop     []int32            // ids of locks won for campaigns that were withdrawn meanwhile
+	unlock   []int32            // ids of locks the next exchange gives up
 	running  bool               // the session's goroutine runs
 	lapsed   bool               // the lease ran out: the next exchange starts on a new connection
 	kicked   bool               // an exchange is wanted now
 	wake     context.CancelFunc // ends the goroutine's wait between exchanges, if it waits
 	lease    leaseClock
 
-	trouble time.Time // when the database last failed, while it does; only the session's goroutine uses it
+	// Only the session's goroutine uses these:
+	trouble time.Time // when the database last failed, while it does
+	space   int32     // the first key of the election locks: the table's oid (see connect)
 }
 
 // NewSession returns a session on the database at connString (a PostgreSQL
@@ -132,6 +134,7 @@ func NewSession(connString string, opts ...Option) (*Session, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec // one round trip per exchange, even on a new connection
 	for k, v := range serverDefaults {
 		if _, set := cfg.RuntimeParams[k]; !set {
 			cfg.RuntimeParams[k] = v
@@ -319,6 +322,7 @@ type term struct {
 	token uint64
 	done  chan struct{} // closed when leadership ends
 	ended bool          // done is closed; guarded by the session's mu
+	given bool          // Resign was called; guarded by the session's mu
 
 	resigned chan struct{} // closed when the release was sent, or could not be
 	err      error         // the release's, set before resigned closes
@@ -353,19 +357,24 @@ func (t *term) end() {
 
 // Resign ends the term at once and gives its lock up: the session marks the
 // term released, so that the next leader need not wait out this one, and
-// unlocks. It waits for that until ctx is done. Resigning a term that was
-// lost, or again, does nothing.
+// unlocks. It waits for that until ctx is done, and returns how it went;
+// calls after the first wait for the same. Resigning a term that was lost
+// does nothing.
 func (t *term) Resign(ctx context.Context) error {
 	s := t.e.s
 	s.mu.Lock()
-	if t.e.held != t {
+	switch {
+	case t.given:
+	case t.e.held != t:
 		s.mu.Unlock()
 		return nil
+	default:
+		t.given = true
+		t.e.held = nil
+		t.end()
+		s.resigns = append(s.resigns, t)
+		s.kick()
 	}
-	t.e.held = nil
-	t.end()
-	s.resigns = append(s.resigns, t)
-	s.kick()
 	s.mu.Unlock()
 	select {
 	case <-t.resigned:

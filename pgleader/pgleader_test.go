@@ -293,7 +293,7 @@ func TestOneLeaderAndFailover(t *testing.T) {
 	var n int
 	if err := conn.QueryRow(context.Background(), `
 		SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l JOIN backi_leader_terms t ON t.name = $1
-		WHERE l.locktype = 'advisory' AND l.granted AND l.classid = x'6b636162'::int::oid AND l.objid = t.id::oid AND l.objsubid = 2`, c.name).Scan(&n); err != nil || n != 1 {
+		WHERE l.locktype = 'advisory' AND l.granted AND l.classid = t.tableoid AND l.objid = t.id::oid AND l.objsubid = 2`, c.name).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("terminated %d backends: %v", n, err)
 	}
 	fourth := c.waitStart(terminated, "", third.term, 2*time.Second)

@@ -235,7 +235,7 @@ func TestTermsAreBoundToTheirConnection(t *testing.T) {
 	var holders, pids int
 	err := adm.QueryRow(context.Background(), `
 		SELECT count(DISTINCT l.pid), count(DISTINCT a.pid) FROM pg_locks l
-		JOIN backi_leader_terms t ON l.locktype = 'advisory' AND l.granted AND l.classid = x'6b636162'::int::oid AND l.objid = t.id::oid AND l.objsubid = 2
+		JOIN backi_leader_terms t ON l.locktype = 'advisory' AND l.granted AND l.classid = t.tableoid AND l.objid = t.id::oid AND l.objsubid = 2
 		LEFT JOIN pg_stat_activity a ON a.pid = l.pid AND a.application_name = $3
 		WHERE t.name IN ($1, $2)`, a, b, app).Scan(&holders, &pids)
 	if err != nil {
@@ -292,9 +292,25 @@ func TestTwoHundredNamesOnOneSession(t *testing.T) {
 	appA, appB := unique("many-a"), unique("many-b")
 	a, b := session(t, withApp(t, url, appA)), session(t, withApp(t, url, appB))
 	prefix := unique("many")
-	var terms []backi.Term
-	for i := range 200 {
-		terms = append(terms, campaign(t, elector(t, a, fmt.Sprintf("%s-%d", prefix, i))))
+	terms := make([]backi.Term, 200)
+	var wg sync.WaitGroup
+	for i := range terms {
+		e := elector(t, a, fmt.Sprintf("%s-%d", prefix, i))
+		wg.Go(func() { // new names: each first leader waits, all at once
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var err error
+			if terms[i], err = e.Campaign(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, term := range terms {
+		t.Cleanup(func() { term.Resign(context.Background()) })
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -44,7 +44,7 @@ func TestSessionSharesOneConnection(t *testing.T) {
 	var pids []int32
 	rows, err := admin.Query(ctx, `
 		SELECT DISTINCT l.pid FROM pg_locks l JOIN backi_leader_terms t ON t.name IN ($1, $2)
-		WHERE l.locktype = 'advisory' AND l.granted AND l.classid = x'6b636162'::int::oid AND l.objid = t.id::oid AND l.objsubid = 2`, base+"-a", base+"-b")
+		WHERE l.locktype = 'advisory' AND l.granted AND l.classid = t.tableoid AND l.objid = t.id::oid AND l.objsubid = 2`, base+"-a", base+"-b")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,3 +44,25 @@ func TestSessionBoundsAPartitionServerSide(t *testing.T) {
 		t.Errorf("the connection string's settings were overridden: tcp_user_timeout %s, connect timeout %v", got, mine.cfg.ConnectTimeout)
 	}
 }
+
+// A name won in an exchange during which the lease ran out gets no term: the
+// connection, and its lock, are about to be dropped, and a term there would
+// outlive its lock while another session leads.
+func TestNoTermBeginsOnceTheLeaseRanOut(t *testing.T) {
+	for _, lapsed := range []bool{false, true} {
+		s, err := NewSession("postgres://nobody@127.0.0.1:1/none")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := s.Elector("y")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.want = &campaign{won: make(chan struct{})}
+		s.lapsed = lapsed
+		ids := s.settle(plan{names: []string{"y"}}, result{found: map[string]int32{"y": 7}, won: map[string]bool{"y": true}})
+		if begins := len(ids) == 1 && ids[0] == 7; begins == lapsed {
+			t.Errorf("lapsed %v: terms begin for %v", lapsed, ids)
+		}
+	}
+}
