@@ -20,6 +20,7 @@ type lane struct {
 	ctx     context.Context // the loop's: ends when the worker stops or leadership is lost
 	done    <-chan struct{}
 	term    *held                   // the term the loop runs under, if any
+	trusted time.Time               // the term's lease, as last asked: no need to ask again before
 	lose    context.CancelCauseFunc // cancels ctx
 	pace    pacer
 	timer   *time.Timer // for the loop's waits, made on the first one
@@ -84,7 +85,7 @@ func (l *lane) drive() error {
 		if s.retry {
 			continue
 		}
-		if l.term.over(l.r.log) {
+		if l.termOver() {
 			l.lose(ErrLeadershipLost)
 			return nil
 		}

@@ -20,10 +20,13 @@ type Elector interface {
 // Term is one replica's spell of leadership.
 //
 // A Term may also have a lease on this replica's clock: a method
-// Lease() time.Time telling until when leadership is certain. A worker then
-// starts no turn at or after that instant, even if Done has not closed yet
-// (after a long pause of the process, the goroutine that would close it may
-// not have run): it takes the term as lost.
+// Lease() time.Time telling until when leadership is certain, which never
+// moves earlier while Done is open. A worker then starts no turn at or after
+// that instant, even if Done has not closed yet (after a long pause of the
+// process, the goroutine that would close it may not have run): it takes the
+// term as lost, and resigns it. The lease guards only the start of turns:
+// Done must still close when the lease ends, to cancel the iteration in
+// flight.
 type Term interface {
 	// Done is closed as soon as leadership is lost or in doubt.
 	Done() <-chan struct{}
@@ -159,17 +162,23 @@ func newHeld(term Term, done <-chan struct{}) *held {
 // leaseTimeout bounds a call of Term.Lease (see bounded).
 const leaseTimeout = 100 * time.Millisecond
 
-// over reports whether the term, if any, is lost or past its lease, which a
-// loop asks before each turn. A Lease method that panics or does not answer
-// within leaseTimeout ends the term, and is logged.
-func (h *held) over(log *slog.Logger) bool {
-	if h == nil {
+// termOver reports whether the term the loop runs under, if any, is lost or
+// past its lease, which the loop asks before each turn. It asks the term's
+// Lease method again only once the lease it last told has passed (a lease
+// never moves earlier while Done is open). A Lease method that panics or
+// does not answer within leaseTimeout ends the term, and is logged.
+func (l *lane) termOver() bool {
+	h := l.term
+	switch {
+	case h == nil:
+		return false
+	case isDone(h.done):
+		return true
+	case h.lease == nil:
 		return false
 	}
-	if isDone(h.done) {
-		return true
-	}
-	if h.lease == nil {
+	now := time.Now()
+	if now.Before(l.trusted) {
 		return false
 	}
 	until := make(chan time.Time, 1)
@@ -178,10 +187,11 @@ func (h *held) over(log *slog.Logger) bool {
 		return nil
 	})
 	if err != nil {
-		log.LogAttrs(context.Background(), slog.LevelError, "Term.Lease failed: leadership taken as lost", slog.Any("err", err), stackAttr(err))
+		l.r.log.LogAttrs(context.Background(), slog.LevelError, "Term.Lease failed: leadership taken as lost", slog.Any("err", err), stackAttr(err))
 		return true
 	}
-	return !time.Now().Before(<-until)
+	l.trusted = <-until
+	return !now.Before(l.trusted)
 }
 
 // campaign asks the elector for a term, and the term for its token and Done

@@ -57,7 +57,8 @@ func (p *continuous) ended(_ *lane, _ *step, res Result, end time.Time, wait tim
 	}
 }
 
-// The idle and backoff waits of the loops of one process end together, on
+// The idle and backoff waits of the loops of one process (those after a
+// failed scheduled run included) end together, on
 // ticks of a clock of the process's own, so that a thousand waiting loops
 // wake the process a few times a second rather than a thousand times. A wait
 // of at least coalesceFrom ends on the first tick at or after from+wait: at

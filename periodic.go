@@ -59,7 +59,7 @@ func (p *scheduled) ended(l *lane, s *step, res Result, end time.Time, wait time
 	}
 	next, ok := p.after(l, p.due, end)
 	if res == ResultFailure {
-		if retry := end.Add(wait); ok && (next.IsZero() || retry.Before(next)) {
+		if retry := onTick(end, wait); ok && (next.IsZero() || retry.Before(next)) {
 			p.then = step{at: retry, state: StateBackingOff, due: p.due} // retry the same run
 			return
 		}
@@ -119,7 +119,7 @@ func (p *scheduled) first(l *lane) bool {
 		return false
 	case err != nil:
 		wait, stop, err := l.failed(err, nil, 0, now)
-		p.then = step{at: now.Add(wait), state: StateBackingOff, retry: true}
+		p.then = step{at: onTick(now, wait), state: StateBackingOff, retry: true}
 		if stop {
 			p.then = step{stop: true, err: err}
 		}

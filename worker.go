@@ -274,7 +274,7 @@ func (r *run) runLanes(ctx context.Context, term *held) (wasLost bool, err error
 	}
 	for _, l := range r.lanes {
 		l.ctx, l.done, l.pace = lctx, lctx.Done(), r.w.newPacer()
-		l.term, l.lose = term, cancel
+		l.term, l.trusted, l.lose = term, time.Time{}, cancel
 	}
 	if len(r.lanes) == 1 {
 		r.lanes[0].run()

@@ -323,6 +323,11 @@ const tick = 50 * time.Millisecond
 // process's next tick.
 func lasted(got, want time.Duration) bool { return got >= want && got < want+tick }
 
+// allLasted reports whether each of got lasted the same of want (see lasted).
+func allLasted(got, want []time.Duration) bool {
+	return slices.EqualFunc(got, want, lasted)
+}
+
 func TestLongWaitsOfManyLoopsEndTogether(t *testing.T) {
 	// Twenty loops end their first iteration 0 to 19 ms in, and wait a
 	// second, after a failure or after finding no work: each runs again a

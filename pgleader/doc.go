@@ -45,7 +45,8 @@
 //	W = (L + Notice) · 1.01
 //
 // before it leads, or longer if the last leader's own W, which it records in
-// its row, is longer (replicas may be configured apart). The old leader's
+// its row, is longer (replicas may be configured apart; a deleted row loses
+// that record, and its new row is waited out with the new leader's own W). The old leader's
 // last successful exchange began before
 // the server released its lock, so its lease ended at most L after that, and
 // its iteration had Notice (WithNotice) to stop. The 1% covers clocks that
@@ -73,8 +74,9 @@
 //     2 s idle, every 1 s, 3 probes; tcp_user_timeout 5 s), so another replica
 //     leads within about 5 s + RetryPeriod + W;
 //   - while the database cannot be reached, Campaign keeps trying, about
-//     every CheckPeriod with jitter, and the first campaign after it answers
-//     again wins within one retry;
+//     every CheckPeriod with jitter, each attempt bounded by the connect
+//     timeout (5 s unless the connection string sets one), and the first
+//     campaign after the database answers again wins within one retry;
 //   - a server that takes longer than CheckTimeout to answer ends the terms
 //     and lets no replica lead: raise WithCheckTimeout above the round trip
 //     (the session logs the trouble, naming the option).

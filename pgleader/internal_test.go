@@ -60,7 +60,7 @@ func TestNoTermBeginsOnceTheLeaseRanOut(t *testing.T) {
 		}
 		e.want = &campaign{won: make(chan struct{})}
 		s.lapsed = lapsed
-		ids := s.settle(plan{names: []string{"y"}}, result{found: map[string]int32{"y": 7}, won: map[string]bool{"y": true}})
+		ids := s.settle(plan{names: []string{"y"}}, result{rows: 1, found: map[string]int32{"y": 7}, won: map[string]bool{"y": true}})
 		if begins := len(ids) == 1 && ids[0] == 7; begins == lapsed {
 			t.Errorf("lapsed %v: terms begin for %v", lapsed, ids)
 		}

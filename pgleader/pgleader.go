@@ -72,11 +72,11 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // positive returns the option name(d), which sets d, a duration that must be
-// positive.
+// positive and at most an hour.
 func positive(name string, d time.Duration, set func(*Session)) Option {
 	return func(s *Session) error {
-		if d <= 0 {
-			return fmt.Errorf("pgleader: %s(%v): need a positive duration", name, d)
+		if d <= 0 || d > time.Hour {
+			return fmt.Errorf("pgleader: %s(%v): need a positive duration, up to an hour", name, d)
 		}
 		set(s)
 		return nil
@@ -113,7 +113,8 @@ type Session struct {
 	wake     context.CancelFunc // ends the goroutine's wait between exchanges, if it waits
 	lease    leaseClock
 
-	// Only the session's goroutine uses these:
+	// Only the session's goroutine uses these (a goroutine that ends has
+	// nothing left to do with them but close its connection):
 	trouble time.Time // when the database last failed, while it does
 	space   int32     // the first key of the election locks: the table's oid (see connect)
 }
@@ -273,6 +274,9 @@ func (e *Elector) Campaign(ctx context.Context) (backi.Term, error) {
 			return nil, ctx.Err()
 		}
 	}
+	e.s.mu.Lock()
+	t.led = true
+	e.s.mu.Unlock()
 	return t, nil
 }
 
@@ -323,6 +327,9 @@ type term struct {
 	done  chan struct{} // closed when leadership ends
 	ended bool          // done is closed; guarded by the session's mu
 	given bool          // Resign was called; guarded by the session's mu
+	led   bool          // Campaign returned it; guarded by the session's mu. Only a term
+	// that led may be marked released: one given up before it led leaves the
+	// last leader's unclean end, and its wait, to the next.
 
 	resigned chan struct{} // closed when the release was sent, or could not be
 	err      error         // the release's, set before resigned closes

@@ -166,7 +166,7 @@ func TestPartitionedSessionLeaderStepsDown(t *testing.T) {
 	p.block()
 	defer p.unblock()
 	cut := time.Now()
-	ended(t, term, lease+100*time.Millisecond, "partitioned")
+	ended(t, term, lease+250*time.Millisecond, "partitioned")
 	if lease := term.(interface{ Lease() time.Time }).Lease(); !lease.Before(time.Now()) {
 		t.Fatalf("a lost term's lease runs until %v", lease)
 	}
@@ -334,7 +334,7 @@ func TestTwoHundredNamesOnOneSession(t *testing.T) {
 	if _, err := adm.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, appA); err != nil {
 		t.Fatal(err)
 	}
-	bound := pgleader.DefaultRetryPeriod + time.Duration(1.01*float64(lease+pgleader.DefaultNotice)) + 300*time.Millisecond
+	bound := pgleader.DefaultRetryPeriod + time.Duration(1.01*float64(lease+pgleader.DefaultNotice)) + time.Second
 	for i := range 200 {
 		select {
 		case term := <-won:
@@ -376,4 +376,45 @@ func TestSlowServerNamesTheCheckTimeout(t *testing.T) {
 
 	patient := session(t, via, pgleader.WithCheckTimeout(time.Second), pgleader.WithLogger(logger))
 	campaign(t, elector(t, patient, unique("patient")))
+}
+
+// A session that leads one name and campaigns for another checks its terms
+// every check period, however long its retry period.
+func TestLeadingWhileCampaigningKeepsTheLease(t *testing.T) {
+	url := dbURL(t)
+	held := unique("held")
+	campaign(t, elector(t, session(t, url), held))
+	slow := session(t, url, pgleader.WithRetryPeriod(time.Second))
+	term := campaign(t, elector(t, slow, unique("led")))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go elector(t, slow, held).Campaign(ctx)
+	select {
+	case <-term.Done():
+		t.Fatal("the term ended while its session campaigned for another name")
+	case <-time.After(2 * time.Second):
+	}
+}
+
+// A term won after an unclean end and given up before it led (its campaign
+// ended during the wait) leaves the wait to the next leader: the row is not
+// marked released.
+func TestATermGivenUpBeforeItLedKeepsTheWait(t *testing.T) {
+	url := dbURL(t)
+	adm := admin(t)
+	app, name := unique("unclean"), unique("waited")
+	campaign(t, elector(t, session(t, withApp(t, url, app)), name))
+	ended := time.Now()
+	if _, err := adm.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	if _, err := elector(t, session(t, url), name).Campaign(ctx); err == nil {
+		t.Fatal("led before waiting out the last leader")
+	}
+	campaign(t, elector(t, session(t, url), name))
+	if d, min := time.Since(ended), lease+pgleader.DefaultNotice; d < min {
+		t.Fatalf("the next leader led %v after the unclean end, within the last leader's lease and notice (%v)", d, min)
+	}
 }

@@ -48,13 +48,16 @@ func createTable(ctx context.Context, conn *pgx.Conn, table, ddl string) error {
 }
 
 // leaseClock is the lease of the terms held on a session: until the start of
-// its latest successful exchange plus CheckPeriod + CheckTimeout. A timer
+// its latest successful round trip plus CheckPeriod + CheckTimeout. A timer
 // ends the terms when it runs out.
 type leaseClock struct {
 	s     *Session
 	end   atomic.Int64 // since s.epoch, on the monotonic clock
 	timer *time.Timer
 }
+
+// from is the start of the latest successful round trip.
+func (l *leaseClock) from() time.Time { return l.until().Add(-l.length()) }
 
 func (l *leaseClock) init(s *Session) {
 	l.s = s
@@ -89,16 +92,22 @@ func (s *Session) successorWait() time.Duration {
 // connection, and with it the locks.
 func (s *Session) lapse() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if time.Now().Before(s.lease.until()) {
-		return // renewed meanwhile
-	}
-	if s.endTerms() {
+	ended := !time.Now().Before(s.lease.until()) && s.endTerms() // unless renewed meanwhile
+	if ended {
 		s.lapsed = true
 		s.kick()
-		s.log.LogAttrs(context.Background(), slog.LevelWarn, "pgleader: no check succeeded within the lease; the terms on the session ended",
+	}
+	s.mu.Unlock()
+	if ended {
+		s.say(slog.LevelWarn, "pgleader: no check succeeded within the lease; the terms on the session ended",
 			slog.Duration("lease", s.lease.length()))
 	}
+}
+
+// say logs through the session's logger; a handler that panics is ignored.
+func (s *Session) say(level slog.Level, msg string, attrs ...slog.Attr) {
+	defer func() { recover() }()
+	s.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // endTerms ends every term held, and reports whether there was one. s.mu is
@@ -156,7 +165,14 @@ func (s *Session) next() (plan, bool) {
 // exchange, at once when asked, and ends when nothing uses the session.
 func (s *Session) run() {
 	var conn *pgx.Conn
+	normal := false
 	defer func() {
+		if !normal { // a log handler called runtime.Goexit: another goroutine takes over
+			s.mu.Lock()
+			s.endTerms()
+			go s.run()
+			s.mu.Unlock()
+		}
 		if conn != nil {
 			s.close(conn)
 		}
@@ -164,24 +180,39 @@ func (s *Session) run() {
 	for {
 		p, ok := s.next()
 		if !ok {
+			normal = true
 			return
 		}
 		if p.lapsed && conn != nil {
 			s.abandon(conn)
 			conn = nil
 		}
-		began := time.Now()
 		conn = s.exchange(conn, p)
 		if conn == nil {
 			s.idle(nil, s.checkPeriod/2+rand.N(s.checkPeriod)) // the database failed: retry soon, not in step
 			continue
 		}
-		period := s.checkPeriod
-		if len(p.names) > 0 {
-			period = s.retry
-		}
-		s.idle(conn, period-time.Since(began))
+		s.idle(conn, s.period(len(p.names) > 0)-time.Since(s.lease.from()))
 	}
+}
+
+// period is how long after the start of the latest successful round trip the
+// next exchange begins: the retry period while campaigning, the check period
+// while leading, whichever is shorter when both.
+func (s *Session) period(campaigning bool) time.Duration {
+	s.mu.Lock()
+	leading := false
+	for _, e := range s.electors {
+		leading = leading || e.held != nil
+	}
+	s.mu.Unlock()
+	switch {
+	case campaigning && leading:
+		return min(s.retry, s.checkPeriod)
+	case campaigning:
+		return s.retry
+	}
+	return s.checkPeriod
 }
 
 // idle waits d between two exchanges, or until the session is kicked, or,
@@ -276,16 +307,17 @@ func (s *Session) exchange(conn *pgx.Conn, p plan) *pgx.Conn {
 	}
 	if !s.trouble.IsZero() {
 		s.trouble = time.Time{}
-		s.log.LogAttrs(context.Background(), slog.LevelInfo, "pgleader: the database answers again")
+		s.say(slog.LevelInfo, "pgleader: the database answers again")
 	}
 	return conn
 }
 
 // result is what an exchange's round trip found.
 type result struct {
-	found map[string]int32 // the rows of the names that campaign
-	won   map[string]bool  // the names among them whose lock was won
-	kept  map[int32]bool   // the ids of held terms whose row still has their term
+	rows  int              // how many of the names that campaign have a row
+	found map[string]int32 // the ids of those whose row was new, or whose lock was won
+	won   map[string]bool  // the names whose lock was won
+	kept  int              // how many of the held terms' rows still have them
 }
 
 // send makes one round trip: it creates the rows of new names, releases
@@ -302,31 +334,36 @@ func (s *Session) send(conn *pgx.Conn, p plan) (result, error) {
 		b.Queue(`INSERT INTO backi_leader_terms (name, term) SELECT unnest($1::text[]), 0 ON CONFLICT (name) DO NOTHING`, p.unknown)
 	}
 	if len(p.resigns) > 0 {
-		ids, tokens := idsAndTokens(p.resigns)
+		var led []*term
+		for _, t := range p.resigns {
+			p.unlock = append(p.unlock, t.id)
+			if t.led {
+				led = append(led, t)
+			}
+		}
+		ids, tokens := idsAndTokens(led)
 		b.Queue(`UPDATE backi_leader_terms SET released = true, updated_at = now()
 			WHERE (id, term) IN (SELECT * FROM unnest($1::int4[], $2::int8[]))`, ids, tokens)
-		p.unlock = append(p.unlock, ids...)
 	}
 	if len(p.unlock) > 0 {
 		b.Queue(`SELECT pg_advisory_unlock($1::int4, id) FROM unnest($2::int4[]) AS id`, s.space, p.unlock)
 		b.Queue(`SELECT pg_notify('backi_leader_released', '')`) // the others' sessions try at once
 	}
-	r := result{found: map[string]int32{}, won: map[string]bool{}, kept: map[int32]bool{}}
+	r := result{found: map[string]int32{}, won: map[string]bool{}}
 	if len(p.held) > 0 {
 		ids, tokens := idsAndTokens(p.held)
-		b.Queue(`SELECT id FROM backi_leader_terms WHERE (id, term) IN (SELECT * FROM unnest($1::int4[], $2::int8[]))`,
-			ids, tokens).Query(func(rows pgx.Rows) error {
-			var id int32
-			_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
-				r.kept[id] = true
-				return nil
-			})
-			return err
+		b.Queue(`SELECT count(*) FROM backi_leader_terms WHERE (id, term) IN (SELECT * FROM unnest($1::int4[], $2::int8[]))`,
+			ids, tokens).QueryRow(func(row pgx.Row) error { return row.Scan(&r.kept) })
+	}
+	if len(p.names) > 0 {
+		b.Queue(`SELECT count(*) FROM backi_leader_terms WHERE name = ANY($1::text[])`, p.names).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&r.rows)
 		})
 	}
 	b.Queue(`
-		WITH mine AS MATERIALIZED (SELECT name, id FROM backi_leader_terms WHERE name = ANY($2::text[]))
-		SELECT name, id, pg_try_advisory_lock($1::int4, id) FROM mine`, s.space, p.names).Query(func(rows pgx.Rows) error {
+		WITH mine AS MATERIALIZED (SELECT name, id FROM backi_leader_terms WHERE name = ANY($2::text[])),
+		tried AS MATERIALIZED (SELECT name, id, pg_try_advisory_lock($1::int4, id) AS locked FROM mine)
+		SELECT name, id, locked FROM tried WHERE locked OR name = ANY($3::text[])`, s.space, p.names, p.unknown).Query(func(rows pgx.Rows) error {
 		var name string
 		var id int32
 		var locked bool
@@ -363,6 +400,7 @@ func (s *Session) begin(conn *pgx.Conn, p plan, r result) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.checkTimeout)
 	defer cancel()
+	start := time.Now()
 	rows, _ := conn.Query(ctx, `
 		UPDATE backi_leader_terms t SET term = t.term + 1, released = false, successor_wait_ms = $2::int4, updated_at = now()
 		FROM (SELECT id, released, successor_wait_ms FROM backi_leader_terms WHERE id = ANY($1::int4[]) FOR UPDATE) old
@@ -378,8 +416,18 @@ func (s *Session) begin(conn *pgx.Conn, p plan, r result) error {
 	if err != nil {
 		return timedOut(ctx, err, s.checkTimeout)
 	}
+	s.lease.renew(start) // a second round trip on the same connection
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	begun := map[int32]bool{}
+	for _, r := range got {
+		begun[s.electors[r.Name].id] = true
+	}
+	for _, id := range ids {
+		if !begun[id] { // its row was deleted meanwhile: the lock is nobody's
+			s.unlock = append(s.unlock, id)
+		}
+	}
 	for _, r := range got {
 		e := s.electors[r.Name]
 		t := &term{e: e, id: e.id, token: uint64(r.Token), done: make(chan struct{}), resigned: make(chan struct{})}
@@ -407,20 +455,26 @@ func (s *Session) begin(conn *pgx.Conn, p plan, r result) error {
 func (s *Session) settle(p plan, r result) []int32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, t := range p.held {
-		if !r.kept[t.id] && t.e.held == t { // the row was deleted, or another term written
-			t.end()
-			t.e.held = nil
-			s.unlock = append(s.unlock, t.id)
+	if r.kept < len(p.held) { // a row was deleted, or another term written: trust none
+		for _, t := range p.held {
+			if t.e.held == t {
+				t.end()
+				t.e.held = nil
+				s.unlock = append(s.unlock, t.id)
+			}
 		}
 	}
 	var ids []int32
 	for _, name := range p.names {
 		e := s.electors[name]
-		id, ok := r.found[name]
-		e.id = id // 0 when the row is gone: the next exchange makes it again
-		switch {
-		case !ok || !r.won[name]:
+		if id, ok := r.found[name]; ok {
+			e.id = id
+		}
+		if r.rows < len(p.names) {
+			e.id = 0 // a row is gone: the next exchange makes it again
+		}
+		switch id := r.found[name]; {
+		case !r.won[name]:
 		case e.want != nil && e.held == nil && !s.lapsed:
 			ids = append(ids, id)
 		default:
@@ -449,7 +503,7 @@ func (s *Session) failed(resigns []*term, err error) {
 	s.resigned(resigns, err)
 	if s.trouble.IsZero() || time.Since(s.trouble) >= troubleEvery {
 		s.trouble = time.Now()
-		s.log.LogAttrs(context.Background(), slog.LevelWarn, "pgleader: the database failed; terms on the session ended, campaigns go on", slog.Any("err", err))
+		s.say(slog.LevelWarn, "pgleader: the database failed; terms on the session ended, campaigns go on", slog.Any("err", err))
 	}
 }
 
