@@ -80,7 +80,7 @@ func (p *scheduled) ended(l *lane, s *step, res Result, end time.Time, wait time
 func (p *scheduled) plan(l *lane, due time.Time, ok bool, now time.Time) {
 	if !ok {
 		p.stalls++
-		p.then = step{at: now.Add(l.w.backoffWait(p.stalls, l.r.log)), state: StateBackingOff, retry: true}
+		p.then = step{at: onTick(now, l.w.backoffWait(p.stalls, l.r.log)), state: StateBackingOff, retry: true}
 		return
 	}
 	p.due = due

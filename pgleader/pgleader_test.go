@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -388,17 +389,43 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// serverBin finds the directory of PostgreSQL's server programs (initdb,
+// pg_ctl): pg_config --bindir, else pg_ctl on PATH, else Debian's
+// /usr/lib/postgresql/*/bin. Without them the test is skipped, or fails
+// under CI=true, saying what it needs.
+func serverBin(t *testing.T) string {
+	t.Helper()
+	var found []string
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		found = append(found, strings.TrimSpace(string(out)))
+	}
+	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		found = append(found, filepath.Dir(p))
+	}
+	debian, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.Reverse(debian) // the newest first
+	for _, dir := range append(found, debian...) {
+		if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
+				return dir
+			}
+		}
+	}
+	msg := "this test runs a PostgreSQL server of its own and needs initdb and pg_ctl: none found through pg_config --bindir, on PATH or under /usr/lib/postgresql/*/bin"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
 // throwaway starts a PostgreSQL server of the test's own, in a temporary
 // directory on a spare port, so that restarting it disturbs no other test.
 // It returns the server's URL and a function that restarts it.
 func throwaway(t *testing.T) (string, func()) {
 	t.Helper()
 	dbURL(t) // skip, or fail under CI, like the other tests when there is no PostgreSQL
-	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
-	if len(bins) == 0 {
-		t.Fatal("no pg_ctl under /usr/lib/postgresql")
-	}
-	bin := filepath.Dir(bins[len(bins)-1])
+	bin := serverBin(t)
 	dir, err := os.MkdirTemp("", "pgleader-")
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,7 @@
 // Command periodic runs two periodic workers beside an HTTP server in one
 // host: a cleanup every 10 seconds, on the wall clock's :00, :10, :20 …, and
 // a report on a cron schedule, every minute on weekdays. GET / answers
-// "Hello World!"; GET /report runs the report now without moving its
+// "Hello World!"; POST /report runs the report now without moving its
 // schedule. Ctrl+C or SIGTERM stops everything cleanly.
 //
 //	go run ./examples/periodic [-addr :8080]
