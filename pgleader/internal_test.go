@@ -66,3 +66,24 @@ func TestNoTermBeginsOnceTheLeaseRanOut(t *testing.T) {
 		}
 	}
 }
+
+// An exchange that wins b while a's row is missing (fewer rows than names)
+// forgets the other electors' ids, but keeps b's, whose term begins.
+func TestSettleKeepsTheWinnersID(t *testing.T) {
+	s, err := NewSession("postgres://nobody@127.0.0.1:1/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ea, _ := s.Elector("a")
+	eb, _ := s.Elector("b")
+	ea.id, eb.id = 5, 6
+	ea.want = &campaign{won: make(chan struct{})}
+	eb.want = &campaign{won: make(chan struct{})}
+	ids := s.settle(plan{names: []string{"a", "b"}}, result{rows: 1, found: map[string]int32{"b": 6}, won: map[string]bool{"b": true}})
+	if len(ids) != 1 || ids[0] != 6 {
+		t.Fatalf("ids %v", ids)
+	}
+	if eb.id != 6 {
+		t.Errorf("b's lock (id 6) was won and its term begins, but the elector's id is %d: begin makes its term with that id and unlocks 6", eb.id)
+	}
+}
