@@ -20,14 +20,13 @@
 // pg_try_advisory_lock(table, id), in the two-key form, where table is the
 // table's oid (pg_locks shows it as classid, and id as objid): a key space
 // apart from the one-key locks of other code, and from the tables of other
-// schemas. Having the lock, the session increments the row's term, and the
-// new value is the term's fencing token: it grows with every term, whichever
-// replica holds it (tokens come from one sequence, backi_leader_tokens, so
-// they grow even across a row deleted and made again). Every exchange of a
-// leader also checks that its rows
-// still carry its terms: a row deleted, or written by someone else, ends the
-// term. A new row, which may replace a deleted one, is treated like a term
-// that ended uncleanly: its first leader waits.
+// schemas. Having the lock, the session writes the row's next term, drawn
+// from the sequence backi_leader_tokens, and that is the term's fencing
+// token: it grows with every term, whichever replica holds it, even across a
+// row deleted and made again. Every exchange of a leader also checks that
+// its rows still carry its terms: a row deleted, or written by someone else,
+// ends the term. A new row, which may replace a deleted one, is treated like
+// a term that ended uncleanly: its first leader waits.
 //
 // # The lease
 //
