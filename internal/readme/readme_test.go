@@ -1,10 +1,13 @@
 // Package readme checks that every Go block in the README compiles, and runs
-// the one that works against PostgreSQL. Each block follows an HTML comment,
-// invisible on the page, that starts with "readme-test:" and holds the file
-// the block goes into, with the line BLOCK where it goes.
+// the one marked to run against PostgreSQL. Each block follows an HTML
+// comment, invisible on the page, whose first line is "readme-test:
+// compiled ..." or "readme-test: run against PostgreSQL ..." and whose other
+// lines are the file the block goes into, with a line BLOCK alone where it
+// goes. The program that runs must print "successes true failures 0".
 package readme
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backi-go/backi/internal/leakcheck"
 	"github.com/backi-go/backi/internal/pgtest"
@@ -25,73 +29,94 @@ import (
 
 // A block is a Go block of the README, in the file its comment makes.
 type block struct {
-	line int    // of the block's first line in the README
-	kind string // what the comment says is done with it: "compiled ..." or "run ..."
+	line int  // of the block's first line in the README
+	run  bool // the comment's first words are "run against PostgreSQL"; else "compiled"
 	file string
 }
 
-var glued = regexp.MustCompile("(?s)<!-- readme-test: ([^\n]*)\n(.*?)\n-->\n```go\n(.*?)\n```")
+var (
+	glued  = regexp.MustCompile("(?s)<!-- readme-test: ([^\n]*)\n(.*?)\n-->\n```go\n(.*?)\n```")
+	fences = regexp.MustCompile("(?mi)^(```|~~~)\\s*go(lang)?\\b") // every Go block, however its fence is written
+	place  = regexp.MustCompile("(?m)^\\s*BLOCK$")
+)
 
 // blocks returns the README's Go blocks, and fails the test for one that has
-// no comment before it.
+// no comment before it, or a comment that does not say what to do with it.
 func blocks(t *testing.T) []block {
 	t.Helper()
 	raw, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(raw)
+	text := strings.ReplaceAll(string(raw), "\r\n", "\n")
 	var out []block
+	runs := 0
 	for _, m := range glued.FindAllStringSubmatchIndex(text, -1) {
 		kind, glue, code := text[m[2]:m[3]], text[m[4]:m[5]], text[m[6]:m[7]]
-		if !strings.Contains(glue, "BLOCK") {
-			t.Fatalf("README line %d: the readme-test comment has no BLOCK line", strings.Count(text[:m[0]], "\n")+1)
+		line := strings.Count(text[:m[6]], "\n") + 1
+		if n := len(place.FindAllStringIndex(glue, -1)); n != 1 {
+			t.Fatalf("README line %d: the readme-test comment has %d lines that are BLOCK alone, want 1", line, n)
 		}
-		out = append(out, block{line: strings.Count(text[:m[6]], "\n") + 1, kind: kind, file: strings.Replace(glue, "BLOCK", code, 1)})
+		b := block{line: line, run: strings.HasPrefix(kind, "run against PostgreSQL"), file: place.ReplaceAllLiteralString(glue, code)}
+		if !b.run && !strings.HasPrefix(kind, "compiled") {
+			t.Fatalf("README line %d: the readme-test comment says %q; want \"compiled ...\" or \"run against PostgreSQL ...\"", line, kind)
+		}
+		if b.run {
+			runs++
+		}
+		out = append(out, b)
 	}
-	if all := strings.Count(text, "```go\n"); all != len(out) {
-		t.Fatalf("the README has %d Go blocks, %d of them after a readme-test comment: give each one", all, len(out))
+	if all := len(fences.FindAllStringIndex(text, -1)); all != len(out) || all == 0 || runs != 1 {
+		t.Fatalf("the README has %d Go blocks, %d of them after a readme-test comment, %d to run: give each one a comment, and run one", all, len(out), runs)
 	}
 	return out
 }
 
-// program makes b a main package in a directory of this module that exists
-// only for the go command (an overlay), and returns the go command's
-// arguments for it.
-func program(t *testing.T, b block, i int) []string {
+// build builds b as a main package in a directory of this module that
+// exists only for the go command (an overlay), into the returned program, or
+// fails the test naming the README's line.
+func build(t *testing.T, b block, i int) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := filepath.Join(t.TempDir(), "main.go")
+	tmp := t.TempDir()
+	src, ov, prog := filepath.Join(tmp, "main.go"), filepath.Join(tmp, "overlay.json"), filepath.Join(tmp, "prog")
 	if err := os.WriteFile(src, []byte(b.file), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pkg := fmt.Sprintf("./block%d", i)
-	overlay, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(dir, pkg, "main.go"): src}})
-	ov := filepath.Join(t.TempDir(), "overlay.json")
+	overlay, err := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(dir, pkg, "main.go"): src}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(ov, overlay, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return []string{"-overlay", ov, pkg}
+	if out, err := exec.Command("go", "build", "-overlay", ov, "-o", prog, pkg).CombinedOutput(); err != nil {
+		t.Fatalf("the README's block at line %d does not compile:\n%s", b.line, out)
+	}
+	return prog
 }
 
 func TestReadmeBlocks(t *testing.T) {
 	for i, b := range blocks(t) {
 		t.Run(fmt.Sprintf("line%d", b.line), func(t *testing.T) {
-			args := program(t, b, i)
-			if !strings.HasPrefix(b.kind, "run") {
-				if out, err := exec.Command("go", append([]string{"build", "-o", os.DevNull}, args...)...).CombinedOutput(); err != nil {
-					t.Fatalf("the README's block at line %d does not compile:\n%s", b.line, out)
-				}
+			prog := build(t, b, i)
+			if !b.run {
 				return
 			}
-			cmd := exec.Command("go", append([]string{"run"}, args...)...)
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, prog)
 			cmd.Env = append(os.Environ(), "BACKI_PG_URL="+pgtest.URL(t))
-			out, err := cmd.CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "successes true failures 0") {
-				t.Fatalf("the README's block at line %d, run against PostgreSQL: %v\n%s", b.line, err, out)
+			cmd.WaitDelay = time.Second
+			var logs strings.Builder
+			cmd.Stderr = &logs
+			out, err := cmd.Output()
+			if err != nil || strings.TrimSpace(string(out)) != "successes true failures 0" {
+				t.Fatalf("the README's block at line %d, run against PostgreSQL: %v\n%s%s", b.line, err, out, logs.String())
 			}
 		})
 	}
