@@ -37,7 +37,7 @@ type block struct {
 var (
 	glued  = regexp.MustCompile("(?s)<!-- readme-test: ([^\n]*)\n(.*?)\n-->\n```go\n(.*?)\n```")
 	fences = regexp.MustCompile("(?mi)^(```|~~~)\\s*go(lang)?\\b") // every Go block, however its fence is written
-	place  = regexp.MustCompile("(?m)^\\s*BLOCK$")
+	place  = regexp.MustCompile(`(?m)^\s*BLOCK$`)
 )
 
 // blocks returns the README's Go blocks, and fails the test for one that has
