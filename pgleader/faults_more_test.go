@@ -21,20 +21,8 @@ import (
 // term up before it leads. C, who wins next, must still wait out A's lease,
 // not B's shorter one: the recorded wait only grows until a clean end.
 func TestAnInterimHolderKeepsTheRecordedWait(t *testing.T) {
-	url := dbURL(t)
-	adm := admin(t)
-	p, via := newProxy(t, url)
-	app := unique("longlease")
-	name := unique("interim")
-	a := session(t, withApp(t, via, app), pgleader.WithCheckPeriod(3*time.Second), pgleader.WithCheckTimeout(time.Second))
-	ta := campaign(t, elector(t, a, name)) // a new row: waits a's own W ≈ 4.2 s
-	time.Sleep(100 * time.Millisecond)     // the first check after the win is done
-	p.block()
-	defer p.unblock()
-	blocked := time.Now()
-	if _, err := adm.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
-		t.Fatal(err)
-	}
+	url, name := dbURL(t), unique("interim")
+	ta := cutOff(t, url, name)
 	// B: defaults; its campaign ends while it waits out a's lease.
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	_, err := elector(t, session(t, url), name).Campaign(ctx)
@@ -42,20 +30,7 @@ func TestAnInterimHolderKeepsTheRecordedWait(t *testing.T) {
 	if err == nil {
 		t.Fatal("b led at once after a's unclean end")
 	}
-	// C: defaults.
-	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	tc, err := elector(t, session(t, url), name).Campaign(ctx)
-	if err != nil {
-		t.Fatalf("c did not win within 5 s: %v", err)
-	}
-	defer tc.Resign(context.Background())
-	select {
-	case <-ta.Done():
-	default:
-		t.Fatalf("two leaders: c leads %v %v after a was cut off, while a's term %v is open, its lease until %v from now",
-			tc, time.Since(blocked).Round(time.Millisecond), ta, time.Until(ta.(leaser).Lease()).Round(time.Millisecond))
-	}
+	takeOver(t, url, name, 5*time.Second, ta) // C: defaults
 }
 
 // A session campaigns for two names: a's row was deleted, and b's lock is

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/pgleader"
 	"github.com/jackc/pgx/v5"
 )
@@ -75,33 +76,47 @@ func TestCampaignWinsAtHalfTheCheckTimeout(t *testing.T) {
 // Here the server ends a partitioned leader's session (as its keepalives
 // would after about 5 s) while its long lease still runs.
 func TestSuccessorWaitsTheLastLeadersLease(t *testing.T) {
-	url := dbURL(t)
-	adm := admin(t)
+	url, name := dbURL(t), unique("mixed")
+	takeOver(t, url, name, 5*time.Second, cutOff(t, url, name))
+}
+
+// cutOff makes a leader of name whose lease is long (check period 3 s,
+// timeout 1 s), then cuts it off from the server, which ends its session and
+// frees its lock while its lease still runs, and returns its term. A new
+// name's first leader waits out its own W first, about 4.2 s here.
+func cutOff(t *testing.T, url, name string) backi.Term {
+	t.Helper()
 	p, via := newProxy(t, url)
-	app := unique("slowcheck")
-	name := unique("mixed")
+	app := unique("longlease")
 	a := session(t, withApp(t, via, app), pgleader.WithCheckPeriod(3*time.Second), pgleader.WithCheckTimeout(time.Second))
-	ta := campaign(t, elector(t, a, name))
+	term := campaign(t, elector(t, a, name))
 	time.Sleep(100 * time.Millisecond) // the first check after the win is done
 	p.block()
-	defer p.unblock()
-	if _, err := adm.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
+	t.Cleanup(p.unblock)
+	if _, err := admin(t).Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app); err != nil {
 		t.Fatal(err)
 	}
-	b := session(t, url)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	return term
+}
+
+// takeOver campaigns for name on a new session of its own, and fails the
+// test unless it leads within limit, and only once old has ended.
+func takeOver(t *testing.T, url, name string, limit time.Duration, old backi.Term) backi.Term {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	tb, err := elector(t, b, name).Campaign(ctx)
+	term, err := elector(t, session(t, url), name).Campaign(ctx)
 	if err != nil {
-		t.Fatalf("b did not win within 5 s: %v", err)
+		t.Fatalf("%q was not won within %v: %v", name, limit, err)
 	}
-	defer tb.Resign(context.Background())
+	t.Cleanup(func() { term.Resign(context.Background()) })
 	select {
-	case <-ta.Done():
+	case <-old.Done():
 	default:
-		t.Fatalf("two leaders: b leads %v while a's term %v is open, with a lease until %v from now",
-			tb, ta, time.Until(ta.(leaser).Lease()).Round(time.Millisecond))
+		t.Fatalf("two leaders of %q: %v leads while %v is open, with a lease until %v from now",
+			name, term, old, time.Until(old.(leaser).Lease()).Round(time.Millisecond))
 	}
+	return term
 }
 
 // An elector whose row was deleted (a clean-up, a table made again) makes
@@ -140,18 +155,7 @@ func TestDeletedRowNeverGivesTwoLeaders(t *testing.T) {
 	if _, err := adm.Exec(context.Background(), `DELETE FROM backi_leader_terms WHERE name = $1`, name); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	tb, err := elector(t, session(t, url), name).Campaign(ctx)
-	if err != nil {
-		t.Fatalf("the name of a deleted row was not won again: %v", err)
-	}
-	defer tb.Resign(context.Background())
-	select {
-	case <-ta.Done():
-	default:
-		t.Fatalf("two leaders of %q: %v and %v", name, ta, tb)
-	}
+	takeOver(t, url, name, 3*time.Second, ta)
 }
 
 // One session used from many goroutines: campaigns cancelled at random,

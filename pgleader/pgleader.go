@@ -214,9 +214,6 @@ func quote(name string) string {
 // at connString. It connects to nothing yet: Campaign connects, and retries
 // while the database cannot be reached.
 func New(connString, name string, opts ...Option) (*Elector, error) {
-	if err := checkName(name); err != nil {
-		return nil, err
-	}
 	s, err := NewSession(connString, opts...)
 	if err != nil {
 		return nil, err
