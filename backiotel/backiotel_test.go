@@ -11,6 +11,7 @@ import (
 
 	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/backiotel"
+	"github.com/backi-go/backi/internal/leakcheck"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -18,10 +19,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 

@@ -3,13 +3,12 @@ module github.com/backi-go/backi/backiotel
 go 1.26.0
 
 require (
-	github.com/backi-go/backi v0.0.0
+	github.com/backi-go/backi v0.1.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/sdk/metric v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
-	go.uber.org/goleak v1.3.0
 )
 
 require (

@@ -12,12 +12,12 @@ import (
 
 	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/backiprom"
+	"github.com/backi-go/backi/internal/leakcheck"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 

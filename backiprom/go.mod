@@ -2,12 +2,9 @@ module github.com/backi-go/backi/backiprom
 
 go 1.26.0
 
-require github.com/backi-go/backi v0.0.0
+require github.com/backi-go/backi v0.1.0
 
-require (
-	github.com/kylelemons/godebug v1.1.0 // indirect
-	go.uber.org/goleak v1.3.0
-)
+require github.com/kylelemons/godebug v1.1.0 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -12,10 +12,10 @@ import (
 
 	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/cron"
-	"go.uber.org/goleak"
+	"github.com/backi-go/backi/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func at(t *testing.T, loc *time.Location, s string) time.Time {
 	t.Helper()

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/leakcheck"
 	"github.com/backi-go/backi/pgleader"
-	"go.uber.org/goleak"
 )
 
 // A leader A with a long lease is cut off, and the server drops its session
@@ -153,7 +153,7 @@ func (h goexitHandler) WithGroup(string) slog.Handler      { return h }
 // the server ends the session: another goroutine takes over, the names can
 // be won again, Resign returns, and no goroutine is left behind.
 func TestGoexitInTheLoggerKeepsTheSessionAlive(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	leakcheck.Test(t)
 	url := dbURL(t)
 	adm := admin(t)
 	app := unique("goexit")

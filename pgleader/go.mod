@@ -3,9 +3,8 @@ module github.com/backi-go/backi/pgleader
 go 1.26
 
 require (
-	github.com/backi-go/backi v0.0.0
+	github.com/backi-go/backi v0.1.0
 	github.com/jackc/pgx/v5 v5.12.0
-	go.uber.org/goleak v1.3.0
 )
 
 require (

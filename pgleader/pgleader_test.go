@@ -23,10 +23,10 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/leakcheck"
 	"github.com/backi-go/backi/internal/pgtest"
 	"github.com/backi-go/backi/pgleader"
 	"github.com/jackc/pgx/v5"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		replica()
 		return
 	}
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // dbURL is the test server (see internal/pgtest).

@@ -3,8 +3,8 @@ module github.com/backi-go/backi/examples/hello
 go 1.26.0
 
 require (
-	github.com/backi-go/backi v0.0.0
-	github.com/backi-go/backi/backiprom v0.0.0
+	github.com/backi-go/backi v0.1.0
+	github.com/backi-go/backi/backiprom v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 )
 

@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/backi-go/backi/internal/demotest"
-	"go.uber.org/goleak"
+	"github.com/backi-go/backi/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {
 	demotest.Main(main)
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // TestDemo starts the demo, asks for a report now, and stops it.

@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/backi-go/backi/internal/demotest"
+	"github.com/backi-go/backi/internal/leakcheck"
 	"github.com/backi-go/backi/internal/pgtest"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
 	demotest.Main(main)
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
 
 // TestTakeover starts two replicas: the first works; killed, the second takes

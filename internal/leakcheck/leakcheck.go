@@ -30,14 +30,51 @@ func Main(m *testing.M) {
 // Find returns the stacks of goroutines other than the caller's and the
 // runtime's own, waiting up to patience for them to end.
 func Find(patience time.Duration) []string {
+	return find(patience, nil)
+}
+
+// testPatience is how long Test waits for the test's goroutines to end.
+var testPatience = 5 * time.Second
+
+// Test fails t, when it ends, if goroutines started after the call are still
+// running 5 seconds later. Use it in tests that run beside goroutines of the
+// whole test binary:
+//
+//	leakcheck.Test(t)
+func Test(t testing.TB) {
+	t.Helper()
+	before := make(map[string]bool)
+	for _, g := range others() {
+		before[header(g)] = true
+	}
+	t.Cleanup(func() {
+		if leaks := find(testPatience, before); len(leaks) > 0 {
+			t.Errorf("leakcheck: %d goroutine(s) started by the test still running:\n\n%s", len(leaks), strings.Join(leaks, "\n\n"))
+		}
+	})
+}
+
+// find is Find, leaving out the goroutines whose headers are in old.
+func find(patience time.Duration, old map[string]bool) []string {
 	deadline := time.Now().Add(patience)
 	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
-		leaks := others()
+		var leaks []string
+		for _, g := range others() {
+			if !old[header(g)] {
+				leaks = append(leaks, g)
+			}
+		}
 		if len(leaks) == 0 || time.Now().After(deadline) {
 			return leaks
 		}
 		time.Sleep(wait)
 	}
+}
+
+// header is a goroutine's id, as its stack's first line starts: "goroutine 7".
+func header(stack string) string {
+	id, _, _ := strings.Cut(stack, " [")
+	return id
 }
 
 // ignored are functions whose goroutines live for the whole process by design.
