@@ -3,7 +3,7 @@ module github.com/backi-go/backi/bench
 go 1.26.0
 
 require (
-	github.com/backi-go/backi v0.0.0
+	github.com/backi-go/backi v0.1.0
 	github.com/go-co-op/gocron/v2 v2.21.2
 	github.com/thejerf/suture/v4 v4.0.6
 	go.uber.org/goleak v1.3.0

@@ -3,9 +3,9 @@ module github.com/backi-go/backi/internal/readme
 go 1.26
 
 require (
-	github.com/backi-go/backi v0.0.0
-	github.com/backi-go/backi/cron v0.0.0
-	github.com/backi-go/backi/pgleader v0.0.0
+	github.com/backi-go/backi v0.1.0
+	github.com/backi-go/backi/cron v0.1.0
+	github.com/backi-go/backi/pgleader v0.1.0
 	github.com/jackc/pgx/v5 v5.12.0
 )
 
