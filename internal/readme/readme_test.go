@@ -1,4 +1,5 @@
-// Package readme checks that every Go block in the README compiles, and runs
+// Package readme checks that every Go block in the README compiles and is
+// gofmt-formatted, and runs
 // the one marked to run against PostgreSQL. Each block follows an HTML
 // comment, invisible on the page, whose first line is "readme-test:
 // compiled ..." or "readme-test: run against PostgreSQL ..." and whose other
@@ -10,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"go/format"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,7 +39,7 @@ type block struct {
 var (
 	glued  = regexp.MustCompile("(?s)<!-- readme-test: ([^\n]*)\n(.*?)\n-->\n```go\n(.*?)\n```")
 	fences = regexp.MustCompile("(?mi)^(```|~~~)\\s*go(lang)?\\b") // every Go block, however its fence is written
-	place  = regexp.MustCompile(`(?m)^\s*BLOCK$`)
+	place  = regexp.MustCompile(`(?m)^([ \t]*)BLOCK$`)
 )
 
 // blocks returns the README's Go blocks, and fails the test for one that has
@@ -57,7 +59,17 @@ func blocks(t *testing.T) []block {
 		if n := len(place.FindAllStringIndex(glue, -1)); n != 1 {
 			t.Fatalf("README line %d: the readme-test comment has %d lines that are BLOCK alone, want 1", line, n)
 		}
-		b := block{line: line, run: strings.HasPrefix(kind, "run against PostgreSQL"), file: place.ReplaceAllLiteralString(glue, code)}
+		// The block takes the indentation of its BLOCK line, as gofmt
+		// would give it there.
+		indent := place.FindStringSubmatch(glue)[1]
+		lines := strings.Split(code, "\n")
+		for i, l := range lines {
+			if l != "" {
+				lines[i] = indent + l
+			}
+		}
+		code = strings.Join(lines, "\n")
+		b := block{line: line, run: strings.HasPrefix(kind, "run against PostgreSQL"), file: place.ReplaceAllLiteralString(glue, code) + "\n"}
 		if !b.run && !strings.HasPrefix(kind, "compiled") {
 			t.Fatalf("README line %d: the readme-test comment says %q; want \"compiled ...\" or \"run against PostgreSQL ...\"", line, kind)
 		}
@@ -96,6 +108,9 @@ func build(t *testing.T, b block, i int) string {
 	}
 	if out, err := exec.Command("go", "build", "-overlay", ov, "-o", prog, pkg).CombinedOutput(); err != nil {
 		t.Fatalf("the README's block at line %d does not compile:\n%s", b.line, out)
+	}
+	if formatted, err := format.Source([]byte(b.file)); err == nil && string(formatted) != b.file {
+		t.Errorf("the README's block at line %d, with its glue, is not gofmt-formatted; gofmt makes it:\n%s", b.line, formatted)
 	}
 	return prog
 }
