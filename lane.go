@@ -69,6 +69,12 @@ func (l *lane) exited() {
 func (l *lane) drive() error {
 	var t turn // the last turn, then the next
 	for !isDone(l.done) {
+		if l.w.stats.paused.Load() {
+			if !l.hold() {
+				return nil
+			}
+			t = turn{}
+		}
 		s := l.pace.next(l)
 		if s.stop {
 			l.stopped = true
@@ -77,12 +83,15 @@ func (l *lane) drive() error {
 		start := t.free // a turn that follows the last at once starts then
 		s.woken = false
 		if !s.at.IsZero() || start.IsZero() {
-			if l.await(s) == waitDone {
+			switch l.await(s) {
+			case waitDone:
 				return nil
+			case waitPaused:
+				continue
 			}
 			start = time.Now()
 		}
-		if s.retry {
+		if s.retry || l.w.stats.paused.Load() {
 			continue
 		}
 		if l.termOver() {
@@ -96,6 +105,34 @@ func (l *lane) drive() error {
 		}
 	}
 	return nil
+}
+
+// hold waits while the worker is paused, in StatePaused, and then starts the
+// loop's pacing afresh, as Run does. It reports false when the loop's context
+// ends first. A Wake meanwhile is ignored, and the first loop says so.
+func (l *lane) hold() bool {
+	sl, log := l.sl, l.r.log
+	l.setState(StatePaused)
+	sl.setNextRun(time.Time{})
+	if l.index == 0 {
+		log.LogAttrs(l.ctx, slog.LevelInfo, "worker paused")
+	}
+	for l.w.stats.paused.Load() {
+		if sl.woken.Swap(false) && l.index == 0 {
+			log.LogAttrs(l.ctx, slog.LevelInfo, "Wake ignored: the worker is paused")
+		}
+		select {
+		case <-l.done:
+			return false
+		case <-sl.signal:
+		}
+	}
+	sl.woken.Store(false)
+	if l.index == 0 {
+		log.LogAttrs(l.ctx, slog.LevelInfo, "worker resumed")
+	}
+	l.pace = l.w.newPacer()
+	return true
 }
 
 // await waits until the start of step s, if it has one, and notes in s
@@ -386,10 +423,11 @@ const (
 	waitDone    waitResult = iota // the loop's context ended
 	waitElapsed                   // the time was up
 	waitWoken                     // Wake was called
+	waitPaused                    // the worker was paused
 )
 
-// wait blocks until until, or until the loop's context ends or, when
-// wakeable, Wake is called. A wait that is already over ends at once; it
+// wait blocks until until, or until the loop's context ends, the worker is
+// paused or, when wakeable, Wake is called. A wait that is already over ends at once; it
 // consumes a pending Wake, since a run is about to happen anyway.
 //
 // Every wait is a receive on two channels: the loop's context and the slot's
@@ -411,6 +449,9 @@ func (l *lane) wait(until time.Time, wakeable bool) waitResult {
 	if wakeable && sl.woken.Swap(false) {
 		return waitWoken
 	}
+	if l.w.stats.paused.Load() {
+		return waitPaused
+	}
 	if l.timer == nil {
 		l.timer = time.AfterFunc(d, sl.poke)
 	} else {
@@ -424,6 +465,10 @@ func (l *lane) wait(until time.Time, wakeable bool) waitResult {
 			if wakeable && sl.woken.Swap(false) {
 				l.timer.Stop()
 				return waitWoken
+			}
+			if l.w.stats.paused.Load() {
+				l.timer.Stop()
+				return waitPaused
 			}
 			if !time.Now().Before(until) {
 				return waitElapsed

@@ -57,6 +57,7 @@ type config struct {
 	jitter     time.Duration
 	store      ScheduleStore
 	skipMissed bool
+	paused     bool
 }
 
 // init sets c to the defaults with opts applied.
@@ -311,6 +312,15 @@ func WithScheduleStore(st ScheduleStore) Option {
 func WithSkipMissed() Option {
 	return optionFunc(func(c *config) error {
 		c.skipMissed = true
+		return nil
+	})
+}
+
+// WithPaused makes the worker start paused: Run starts no iteration until
+// Resume (see Worker.Pause).
+func WithPaused() Option {
+	return optionFunc(func(c *config) error {
+		c.paused = true
 		return nil
 	})
 }

@@ -27,9 +27,11 @@ const (
 	StateStuck
 	// StateCampaigning: waiting to lead (see WithLeader); no iteration runs.
 	StateCampaigning
+	// StatePaused: paused (see Worker.Pause); no iteration runs.
+	StatePaused
 )
 
-var stateNames = [...]string{"new", "running", "idle", "backing off", "stopped", "failed", "stuck", "campaigning"}
+var stateNames = [...]string{"new", "running", "idle", "backing off", "stopped", "failed", "stuck", "campaigning", "paused"}
 
 func (s State) String() string {
 	if s >= 0 && int(s) < len(stateNames) {
@@ -44,8 +46,11 @@ func (s State) String() string {
 type Status struct {
 	Name string
 	// State is the most telling state among the worker's loops: stuck, then
-	// running, then backing off, then campaigning, then idle.
+	// running, then backing off, then campaigning, then paused, then idle.
 	State State
+	// Paused tells that the worker is paused (see Worker.Pause), running or
+	// not; its State turns to StatePaused once no iteration is in flight.
+	Paused bool
 	// Concurrency is the number of loops (see WithConcurrency).
 	Concurrency int
 	// Iterations counts finished iterations: Successes + Failures + NoWork,
@@ -148,6 +153,7 @@ type stats struct {
 	consecutive atomic.Uint64
 	lastErr     atomic.Pointer[errorBox]
 	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed
+	paused      atomic.Bool  // see Worker.Pause
 }
 
 // begin claims the worker for one Run: it reports false when a Run is
@@ -182,10 +188,10 @@ func unixTime(ns int64) time.Time {
 }
 
 // rank orders the states of loops for Status.State: the most telling wins.
-var rank = [...]int{StateStuck: 5, StateRunning: 4, StateBackingOff: 3, StateCampaigning: 2, StateIdle: 1}
+var rank = [...]int{StateStuck: 6, StateRunning: 5, StateBackingOff: 4, StateCampaigning: 3, StatePaused: 2, StateIdle: 1}
 
 func (st *stats) snapshot(name string) Status {
-	s := Status{Name: name, State: State(st.lifecycle.Load())}
+	s := Status{Name: name, State: State(st.lifecycle.Load()), Paused: st.paused.Load()}
 	s.ConsecutiveFailures = st.consecutive.Load()
 	s.CampaignFailures = st.campaigns.Load()
 	s.Term = st.term.Load()

@@ -67,11 +67,37 @@ func (w *Worker) Status() Status {
 
 // Wake ends the idle wait (after ErrNoWork, or before a scheduled run) of each
 // of the worker's loops at once; a loop that is not idle skips its next idle
-// wait instead. Wake does not cut short a backoff wait after a failure. It
+// wait instead. Wake does not cut short a backoff wait after a failure. On a
+// paused worker it does nothing, and the worker logs that it ignored it. It
 // never blocks, and may be called before Run.
 func (w *Worker) Wake() {
 	for i := range w.stats.slots {
 		w.stats.slots[i].wake()
+	}
+}
+
+// Pause stops the worker from starting iterations until Resume: the
+// iterations in flight finish, and each loop then waits in StatePaused,
+// whatever it was waiting for (an idle, backoff or scheduled wait ends at
+// once). Scheduled runs that fall due while paused are missed, not queued.
+// A paused worker still stops at once when its Run's context ends, and a
+// paused leader keeps its term (see WithLeader), so that no other replica
+// runs the worker meanwhile. Pause never blocks, may be called before Run,
+// and has no effect on a paused worker. Status().Paused reports it at once.
+func (w *Worker) Pause() { w.setPaused(true) }
+
+// Resume undoes Pause: each loop starts again as Run starts it, with a turn
+// at once or, with a schedule, at the next run, or a catch-up run now if runs
+// were missed (see WithSkipMissed). It never blocks, and has no effect on a
+// worker that is not paused.
+func (w *Worker) Resume() { w.setPaused(false) }
+
+func (w *Worker) setPaused(p bool) {
+	if w.stats.paused.Swap(p) == p {
+		return
+	}
+	for i := range w.stats.slots {
+		w.stats.slots[i].poke()
 	}
 }
 
@@ -84,6 +110,7 @@ func (w *Worker) setup(opts []Option, noFn bool, fn string) {
 		w.stats.slots[i].signal = make(chan struct{}, 1)
 	}
 	w.esc.policy = w.cfg.escalation
+	w.stats.paused.Store(w.cfg.paused)
 }
 
 func (w *Worker) configure(opts []Option, noFn bool, fn string) error {

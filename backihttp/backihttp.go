@@ -83,6 +83,7 @@ func Readiness(h *backi.Host) http.Handler {
 type WorkerStatus struct {
 	Name                string     `json:"name"`
 	State               string     `json:"state"`
+	Paused              bool       `json:"paused"`
 	Concurrency         int        `json:"concurrency"`
 	Iterations          uint64     `json:"iterations"`
 	Successes           uint64     `json:"successes"`
@@ -102,7 +103,7 @@ type WorkerStatus struct {
 // NewWorkerStatus converts a Status.
 func NewWorkerStatus(s backi.Status) WorkerStatus {
 	ws := WorkerStatus{
-		Name: s.Name, State: s.State.String(), Concurrency: s.Concurrency,
+		Name: s.Name, State: s.State.String(), Paused: s.Paused, Concurrency: s.Concurrency,
 		Iterations: s.Iterations, Successes: s.Successes, Failures: s.Failures, NoWork: s.NoWork,
 		ConsecutiveFailures: s.ConsecutiveFailures, CampaignFailures: s.CampaignFailures,
 		Leader: s.Leader, Term: s.Term,

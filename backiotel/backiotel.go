@@ -17,7 +17,8 @@
 //	backi.iterations.in_flight   up-down counter of iterations running now
 //	backi.consecutive_failures   gauge: failures since the last iteration that did not fail
 //	backi.last_success           gauge: when the last success ended, in Unix seconds
-//	backi.worker.state           gauge: 1 for each state a loop is in (with backi.state), else 0
+//	backi.worker.state           up-down counter: the loops in each state (with backi.state:
+//	                             running, idle, backing off, stuck, campaigning, paused)
 //
 // The package lives in its own module so that backi's users who do not use
 // OpenTelemetry never download it.
@@ -165,7 +166,7 @@ func (o *Observer) IterationEnd(ctx context.Context, e backi.IterationEvent, r b
 }
 
 // gauged are the states a loop is in while its worker runs.
-var gauged = []backi.State{backi.StateRunning, backi.StateIdle, backi.StateBackingOff, backi.StateStuck, backi.StateCampaigning}
+var gauged = []backi.State{backi.StateRunning, backi.StateIdle, backi.StateBackingOff, backi.StateStuck, backi.StateCampaigning, backi.StatePaused}
 
 // StateChange implements backi.Observer. A worker reports every change of
 // each loop, in order, so counting them gives the loops in each state.

@@ -124,3 +124,47 @@ func hasAttr(attrs []attribute.KeyValue, want attribute.KeyValue) bool {
 	}
 	return false
 }
+
+// The loops of a paused worker are counted in the paused state.
+func TestPausedLoopsAreCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reader := sdkmetric.NewManualReader()
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+		obs, err := backiotel.New(backiotel.WithMeterProvider(mp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		w := backi.Loop("poller", func(context.Context) error { return backi.ErrNoWork },
+			backi.WithObserver(obs), backi.WithLogger(quiet), backi.WithConcurrency(2))
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		synctest.Wait()
+		w.Pause()
+		synctest.Wait()
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		loops := map[string]int64{}
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if d, ok := m.Data.(metricdata.Sum[int64]); ok {
+					for _, p := range d.DataPoints {
+						if s, ok := p.Attributes.Value("backi.state"); ok {
+							loops[s.AsString()] = p.Value
+						}
+					}
+				}
+			}
+		}
+		if loops["paused"] != 2 || loops["idle"] != 0 {
+			t.Fatalf("loops by state %v, want 2 paused and none idle", loops)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		mp.Shutdown(context.Background())
+	})
+}

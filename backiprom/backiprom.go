@@ -14,9 +14,9 @@
 //	backi_iterations_in_flight{worker}             gauge: iterations running now
 //	backi_consecutive_failures{worker}             gauge: failures since the last iteration that did not fail
 //	backi_last_success_timestamp_seconds{worker}   gauge: when the last success ended (Unix time)
-//	backi_worker_state{worker,state}               gauge: 1 for each state (running, idle, backing off,
-//	                                               stuck) a loop of the worker is in, else 0; all 0
-//	                                               once the worker has ended
+//	backi_worker_state{worker,state}               gauge: how many loops of the worker are in each
+//	                                               state (running, idle, backing off, stuck,
+//	                                               campaigning, paused); all 0 once the worker ended
 //
 // The package lives in its own module so that backi's users who do not use
 // Prometheus never download its client.
@@ -162,7 +162,7 @@ func (m *Metrics) IterationEnd(ctx context.Context, e backi.IterationEvent, r ba
 }
 
 // gauged are the states a loop is in while its worker runs.
-var gauged = []backi.State{backi.StateRunning, backi.StateIdle, backi.StateBackingOff, backi.StateStuck, backi.StateCampaigning}
+var gauged = []backi.State{backi.StateRunning, backi.StateIdle, backi.StateBackingOff, backi.StateStuck, backi.StateCampaigning, backi.StatePaused}
 
 // StateChange implements backi.Observer. A worker reports every change of
 // each loop, in order, so counting them gives the loops in each state.

@@ -75,6 +75,7 @@ backi_last_success_timestamp_seconds{worker="mailer"} 9.46684801e+08
 backi_worker_state{state="backing off",worker="mailer"} 0
 backi_worker_state{state="campaigning",worker="mailer"} 0
 backi_worker_state{state="idle",worker="mailer"} 0
+backi_worker_state{state="paused",worker="mailer"} 0
 backi_worker_state{state="running",worker="mailer"} 0
 backi_worker_state{state="stuck",worker="mailer"} 0
 `
@@ -99,11 +100,18 @@ func TestStateWhileRunning(t *testing.T) {
 backi_worker_state{state="backing off",worker="poller"} 0
 backi_worker_state{state="campaigning",worker="poller"} 0
 backi_worker_state{state="idle",worker="poller"} 1
+backi_worker_state{state="paused",worker="poller"} 0
 backi_worker_state{state="running",worker="poller"} 0
 backi_worker_state{state="stuck",worker="poller"} 0
 `
 		if err := testutil.CollectAndCompare(m, strings.NewReader(want), "backi_worker_state"); err != nil {
 			t.Fatal(err)
+		}
+		w.Pause()
+		synctest.Wait()
+		want = strings.Replace(strings.Replace(want, `"idle",worker="poller"} 1`, `"idle",worker="poller"} 0`, 1), `"paused",worker="poller"} 0`, `"paused",worker="poller"} 1`, 1)
+		if err := testutil.CollectAndCompare(m, strings.NewReader(want), "backi_worker_state"); err != nil {
+			t.Fatalf("paused: %v", err)
 		}
 		cancel()
 		if err := <-done; err != nil {
