@@ -46,8 +46,8 @@ type Observer interface {
 	IterationEnd(ctx context.Context, e IterationEvent, r IterationResult)
 	// StateChange is called whenever a loop of a worker changes state: from
 	// StateNew (or the state a previous Run ended in) through running, idle,
-	// backing off, stuck, campaigning and paused, to StateStopped or StateFailed when
-	// the worker ends. For each loop, each call's from is the previous call's
+	// backing off, stuck, campaigning and paused, to StateStopped or
+	// StateFailed when the worker ends. For each loop, each call's from is the previous call's
 	// to, and calls never overlap: a StateChange that blocks holds that loop.
 	StateChange(worker string, loop int, from, to State)
 }
