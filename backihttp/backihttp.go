@@ -1,10 +1,12 @@
 // Package backihttp serves what a backi.Host knows over HTTP: health checks
-// for Kubernetes probes and the status of every worker as JSON. It uses only
-// the standard library.
+// for Kubernetes probes, the status of every worker as JSON, a live status
+// page, and controls to pause, resume and run workers. It uses only the
+// standard library.
 //
 //	mux.Handle("GET /livez", backihttp.Liveness(host))
 //	mux.Handle("GET /readyz", backihttp.Readiness(host))
 //	mux.Handle("GET /status", backihttp.Status(host))
+//	mux.Handle("/backi/control/", http.StripPrefix("/backi/control", backihttp.Control(host)))
 package backihttp
 
 import (

@@ -2,6 +2,7 @@ package backihttp_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -33,4 +34,31 @@ func Example() {
 	// Output:
 	// /livez 200 {"status":"ok"}
 	// /readyz 503 {"status":"not ready","problems":["host is new"]}
+}
+
+func ExampleControl() {
+	host := backi.NewHost(backi.WithLogger(slog.New(slog.DiscardHandler)))
+	host.Add(backi.Loop("mailer", func(ctx context.Context) error { return backi.ErrNoWork }))
+
+	mux := http.NewServeMux()
+	// Behind the service's own authentication, and with a check of who may act.
+	mux.Handle("/backi/control/", http.StripPrefix("/backi/control", backihttp.Control(host,
+		backihttp.WithControlLogger(slog.New(slog.DiscardHandler)),
+		backihttp.WithAuthorize(func(r *http.Request, worker, action string) error {
+			if r.Header.Get("X-Role") != "operator" {
+				return errors.New("operators only")
+			}
+			return nil
+		}))))
+
+	for _, role := range []string{"visitor", "operator"} {
+		req := httptest.NewRequest("POST", "/backi/control/workers/mailer/pause", nil)
+		req.Header.Set("X-Role", role)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		fmt.Println(role, rec.Code, host.Workers()[0].Status().Paused)
+	}
+	// Output:
+	// visitor 403 false
+	// operator 200 true
 }

@@ -1,8 +1,9 @@
 // Command hello is the Backi.Continuous demo in Go: a web app that answers
 // "Hello World!" on / while a background worker logs Running and Done every
 // second. /livez and /readyz answer Kubernetes probes and /status shows the
-// worker's status as JSON, /metrics its Prometheus metrics, and /backi is a
-// live status page to open in a browser. Ctrl+C or SIGTERM stops everything cleanly.
+// worker's status as JSON, /metrics its Prometheus metrics, /backi is a
+// live status page to open in a browser, and POST
+// /backi/control/workers/hello/pause (or resume, or run) acts on the worker. Ctrl+C or SIGTERM stops everything cleanly.
 //
 //	go run ./examples/hello [-addr :8080]
 package main
@@ -67,6 +68,9 @@ func main() {
 	mux.Handle("GET /status", backihttp.Status(host))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
 	mux.Handle("GET /backi", page.Handler(host))
+	// Pause, resume and run the worker: curl -X POST localhost:8080/backi/control/workers/hello/pause.
+	// A real service mounts it behind its own authentication.
+	mux.Handle("/backi/control/", http.StripPrefix("/backi/control", backihttp.Control(host)))
 
 	host.Add(
 		backi.HTTPServer(&http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}),

@@ -53,6 +53,17 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("GET %s = %d %s", path, resp.StatusCode, body)
 		}
 	}
+	// The controls pause the worker: it logs so, and its status says so.
+	resp, err = http.Post("http://"+addr+"/backi/control/workers/hello/pause", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"paused":true`) {
+		t.Fatalf("POST pause = %d %s", resp.StatusCode, body)
+	}
+	p.WaitFor("msg=\"worker paused\" worker=hello")
 	http.DefaultClient.CloseIdleConnections()
 	p.Stop(2 * time.Second)
 }
