@@ -58,6 +58,7 @@ type config struct {
 	store      ScheduleStore
 	skipMissed bool
 	paused     bool
+	control    ControlStore
 }
 
 // init sets c to the defaults with opts applied.

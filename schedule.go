@@ -95,11 +95,13 @@ type ScheduleStore interface {
 	SaveRun(ctx context.Context, name string, t time.Time) error
 }
 
-// MemoryStore is a ScheduleStore kept in memory: it survives a worker's
-// restart within the process, not the process's. The zero value is ready to use.
+// MemoryStore is a ScheduleStore and a ControlStore kept in memory: it
+// survives a worker's restart within the process, not the process's. The
+// zero value is ready to use.
 type MemoryStore struct {
-	mu   sync.Mutex
-	runs map[string]time.Time
+	mu     sync.Mutex
+	runs   map[string]time.Time
+	paused map[string]bool
 }
 
 // LastRun implements ScheduleStore.
@@ -117,5 +119,24 @@ func (m *MemoryStore) SaveRun(_ context.Context, name string, t time.Time) error
 		m.runs = make(map[string]time.Time)
 	}
 	m.runs[name] = t
+	return nil
+}
+
+// Paused implements ControlStore.
+func (m *MemoryStore) Paused(_ context.Context, name string) (paused, set bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	paused, set = m.paused[name]
+	return paused, set, nil
+}
+
+// SetPaused implements ControlStore.
+func (m *MemoryStore) SetPaused(_ context.Context, name string, paused bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.paused == nil {
+		m.paused = make(map[string]bool)
+	}
+	m.paused[name] = paused
 	return nil
 }

@@ -36,6 +36,7 @@ type Worker struct {
 	cfgErr error // reported by Run
 
 	stats   stats // what Status reads
+	pauses  pauses
 	esc     escalation
 	failLog failureLog
 }
@@ -84,14 +85,15 @@ func (w *Worker) Wake() {
 // paused leader keeps its term (see WithLeader), so that no other replica
 // runs the worker meanwhile. Pause never blocks, may be called before Run,
 // and has no effect on a paused worker. Status().Paused reports it at once.
-func (w *Worker) Pause() { w.setPaused(true) }
+func (w *Worker) Pause() { w.ask(true) }
 
 // Resume undoes Pause: each loop starts again as Run starts it, with a turn
 // at once or, with a schedule, at the next run, or a catch-up run now if runs
 // were missed (see WithSkipMissed). It never blocks, and has no effect on a
 // worker that is not paused.
-func (w *Worker) Resume() { w.setPaused(false) }
+func (w *Worker) Resume() { w.ask(false) }
 
+// setPaused sets what the loops obey, and tells them.
 func (w *Worker) setPaused(p bool) {
 	if w.stats.paused.Swap(p) == p {
 		return
@@ -111,6 +113,7 @@ func (w *Worker) setup(opts []Option, noFn bool, fn string) {
 	}
 	w.esc.policy = w.cfg.escalation
 	w.stats.paused.Store(w.cfg.paused)
+	w.pauses.wake = make(chan struct{}, 1)
 }
 
 func (w *Worker) configure(opts []Option, noFn bool, fn string) error {
@@ -158,6 +161,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	r := w.newRun(ctx)
 	defer r.end()
 	r.started()
+	if w.cfg.control != nil {
+		defer r.follow()()
+	}
 	if w.cfg.elector != nil {
 		r.err = r.lead()
 	} else {
@@ -220,6 +226,8 @@ type run struct {
 
 	err      error // Run's result
 	returned bool  // the loops have returned: Run ends normally, with err
+
+	controlFailing bool // the ControlStore failed, and that was logged
 }
 
 // newRun settles what the Run uses, from the options or else from ctx, where a
