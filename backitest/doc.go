@@ -44,6 +44,6 @@
 //
 // The helpers report failures through a [TB], which *testing.T is. Everything
 // here is safe for concurrent use and works inside a synctest bubble; make
-// Electors and Recorders inside the bubble that uses them. The package uses
-// only the standard library.
+// the workers, Electors and Recorders inside the bubble that uses them. The
+// package uses only the standard library.
 package backitest

@@ -125,7 +125,8 @@ func (e *Elector) wake() {
 }
 
 // Term is a spell of leadership that an Elector granted; it is a
-// backi.Term. Its methods are safe for concurrent use.
+// backi.Term. It has no lease (see backi.Term): a worker under it learns that
+// it ended from Done alone. Its methods are safe for concurrent use.
 type Term struct {
 	e        *Elector
 	token    uint64

@@ -32,11 +32,12 @@ type IterationEnd struct {
 	Loop int
 	// Iteration is the loop's iteration number, from 1.
 	Iteration uint64
-	Start     time.Time
-	Result    backi.Result
-	// Err is what the iteration returned; nil for a success.
-	Err      error
+	// Start is when the iteration began, and Duration how long it ran.
+	Start    time.Time
 	Duration time.Duration
+	Result   backi.Result
+	// Err is what the iteration returned; nil for a success.
+	Err error
 }
 
 // StateChange is a change of state of a worker's loop, as a Recorder keeps it.

@@ -88,8 +88,8 @@ func settle(opts []Option) (settings, error) {
 // do a nil worker, n below 1 and an invalid option.
 //
 // Inside a testing/synctest bubble, the worker's backoff, idle and scheduled
-// waits take no real time. RunN returns only once the goroutine it started
-// has returned, but when Run does not return once cancelled: it then fails
+// waits take no real time. RunN returns once the goroutine it started has
+// ended, unless Run ignores the cancellation past the bound: it then fails
 // the test and leaves that goroutine behind.
 func RunN(t TB, w *backi.Worker, n int, opts ...Option) error {
 	if t == nil {
@@ -124,12 +124,12 @@ func RunN(t TB, w *backi.Worker, n int, opts ...Option) error {
 // cond(w.Status()) holds, then cancels Run's context, waits for Run to return
 // and returns what it returned: nil, or the error that ended the worker.
 //
-// cond is called on the goroutine that called RunUntil, so it may call
-// t.Fatal, whenever a loop of the worker changes state and after every
+// cond is called on the goroutine that called RunUntil (so it may call
+// t.Fatal) whenever a loop of the worker changes state, after every
 // iteration ends, and once more should Run return by itself. It must return
 // quickly: the worker waits for it. Once it holds, the worker goes no
-// further, but that an iteration that has begun (its loop in
-// backi.StateRunning) runs to its end, its context cancelled.
+// further; but an iteration that has begun (its loop in backi.StateRunning)
+// still runs to its end, with its context cancelled.
 //
 // RunUntil fails the test, naming the worker, what it awaited and the
 // worker's last Status, if Run returns (with or without an error) while cond
@@ -250,7 +250,7 @@ func (wt *watch) run() error {
 	case err != nil:
 		return fail(t, fmt.Errorf("backitest: %s: %w", wt.call, err))
 	case !joined:
-		return fail(t, fmt.Errorf("backitest: %s: Run did not return within %v once its context was cancelled: an iteration may ignore its context; its goroutine is left running; status: %s",
+		return fail(t, fmt.Errorf("backitest: %s: Run did not return within %v once its context was cancelled: an iteration, or another callback, may ignore its context; its goroutine is left running; status: %s",
 			wt.call, wt.within, describe(wt.w.Status())))
 	case r.panicked != nil:
 		return fail(t, fmt.Errorf("backitest: %s: Run panicked: %s\n%s", wt.call, text(r.panicked), r.stack))

@@ -386,3 +386,53 @@ func TestRunUntilFailures(t *testing.T) {
 		}
 	})
 }
+
+// The stuck check tells its change of state from a goroutine of its own,
+// while the loop runs its iteration: RunUntil hears it too.
+func TestRunUntilStuck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := backi.Loop("slow", func(ctx context.Context) error {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Hour):
+			}
+			return nil
+		}, backi.WithStuckAfter(time.Second), quiet)
+		start := time.Now()
+		err := backitest.RunUntil(t, w, func(s backi.Status) bool { return s.State == backi.StateStuck })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took <= time.Second || took > 1100*time.Millisecond {
+			t.Errorf("RunUntil returned after %v; want the stuck check's first report past 1s", took)
+		}
+		if s := w.Status(); s.Iterations != 1 || s.State != backi.StateStopped {
+			t.Errorf("status %+v; want 1 iteration, stopped", s)
+		}
+	})
+}
+
+// A schedule's waits pass at once in a bubble too; a long one needs a
+// longer bound.
+func TestRunNWithASchedule(t *testing.T) {
+	began := time.Now()
+	synctest.Test(t, func(t *testing.T) {
+		var due []time.Time
+		w := backi.Loop("hourly", func(ctx context.Context) error {
+			d, _ := backi.ScheduledFor(ctx)
+			due = append(due, d)
+			return nil
+		}, backi.WithSchedule(backi.Every(time.Hour)), quiet)
+		start := time.Now()
+		if err := backitest.RunN(t, w, 3, backitest.Within(4*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		want := []time.Time{start.Add(time.Hour), start.Add(2 * time.Hour), start.Add(3 * time.Hour)}
+		if len(due) != 3 || !due[0].Equal(want[0]) || !due[1].Equal(want[1]) || !due[2].Equal(want[2]) {
+			t.Errorf("runs due at %v; want %v", due, want)
+		}
+	})
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("took %v of real time", took)
+	}
+}
