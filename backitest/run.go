@@ -228,23 +228,22 @@ func (wt *watch) run() error {
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), testhook.Key{}, testhook.Hook{Worker: wt.w, Observer: o}))
 	r := &runner{done: make(chan struct{})}
 	go r.run(ctx, wt.w)
-	stopped := false
-	defer func() { // should holds call runtime.Goexit, as t.FailNow does
+	stopped, joined := false, false
+	stop := func() {
 		if !stopped {
-			cancel()
-			o.release()
-			r.join(wt.within)
+			stopped = true
+			cancel() // before the loops go on, so that none begins another turn
+			close(o.released)
+			joined = r.join(wt.within)
 		}
-	}()
+	}
+	defer stop() // should holds call runtime.Goexit, as t.FailNow does
 
 	bound := time.NewTimer(wt.within)
 	defer bound.Stop()
 	outcome, err := wt.await(o, r, bound.C)
 	last := wt.w.Status() // before the cancellation changes it
-	cancel()              // before the loops go on, so that none begins another turn
-	o.release()
-	joined := r.join(wt.within)
-	stopped = true
+	stop()
 
 	switch {
 	case err != nil:
@@ -312,7 +311,8 @@ func result(err error) string {
 // that watches, and holds the loop until that goroutine has looked, so that
 // the Run can be cancelled before the loop goes any further. Only one loop at
 // a time is between its send on events and its receive on looked, so a
-// single looked channel serves them all. Once released, it holds nothing.
+// single looked channel serves them all. Once released is closed, it holds
+// nothing.
 type watcher struct {
 	events   chan event
 	looked   chan struct{}
@@ -340,15 +340,6 @@ func (o *watcher) tell(e event) {
 	select {
 	case <-o.looked:
 	case <-o.released:
-	}
-}
-
-// release lets every loop go on, now and from then on.
-func (o *watcher) release() {
-	select {
-	case <-o.released:
-	default:
-		close(o.released)
 	}
 }
 
