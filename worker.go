@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/backi-go/backi/internal/testhook"
 )
 
 // Iteration is one short unit of background work. Run should return soon after
@@ -246,6 +248,13 @@ func (w *Worker) newRun(ctx context.Context) *run {
 	if o, ok := ctx.Value(observerKey{}).(Observer); ok && obs == nil {
 		obs = o
 	}
+	if o := w.hooked(ctx); o != nil {
+		if obs == nil {
+			obs = o
+		} else {
+			obs = Observers(obs, o)
+		}
+	}
 	if obs != nil {
 		r.obs = &safeObserver{o: obs, log: r.log}
 	}
@@ -254,6 +263,17 @@ func (w *Worker) newRun(ctx context.Context) *run {
 		r.lanes[i] = &lane{r: r, w: w, sl: &w.stats.slots[i], index: i}
 	}
 	return r
+}
+
+// hooked returns the observer that package backitest put in ctx for this
+// worker's Run, if any (see package testhook).
+func (w *Worker) hooked(ctx context.Context) Observer {
+	h, ok := ctx.Value(testhook.Key{}).(testhook.Hook)
+	if !ok || h.Worker != any(w) {
+		return nil
+	}
+	o, _ := h.Observer.(Observer)
+	return o
 }
 
 // started logs the start of the Run.
