@@ -133,15 +133,19 @@ type bindParams struct {
 // binds it to the app's lifecycle. Include it once in an app; fx refuses a
 // second *backi.Host.
 //
-// Host options come in two ways. Those known when the app is assembled are
-// opts, backi's own options (backi.WithShutdownTimeout, backi.WithLogger,
-// backi.WithStuckAfter, backi.WithObserver), kept beside the module in main
-// and checked when the app starts, with errors that name the option. Those
-// built from other values of the graph come as one HostOptions value,
-// applied after opts. The shutdown timeout defaults to
-// DefaultShutdownTimeout rather than backi's, and the host never installs
-// signal handlers: fx's App.Run handles SIGINT and SIGTERM and stops the
-// app, which stops the host, so a backi.WithSignals option has no effect.
+// Host options are backi's own (backi.WithShutdownTimeout,
+// backi.WithLogger, backi.WithStuckAfter, backi.WithObserver), so that a
+// host is configured the same with or without fx, and an invalid one fails
+// the start with backi's error naming it. Those known when the app is
+// assembled are opts, kept beside the module in main and applied in order.
+// Those built from other values of the graph, such as a logger another
+// module provides, come as one HostOptions value, applied after opts: one
+// value rather than a value group, because fx shuffles a group and the
+// order of options decides which of two wins. The shutdown timeout
+// defaults to DefaultShutdownTimeout rather than backi's, and the host
+// never installs signal handlers: fx's App.Run handles SIGINT and SIGTERM
+// and stops the app, which stops the host, so a backi.WithSignals option
+// has no effect.
 //
 // The host is built without its services, which are added when the app
 // starts: an HTTP server's constructor may therefore take the *backi.Host,
@@ -151,7 +155,7 @@ type bindParams struct {
 // Host.Workers lists the workers in that order, from the first start on.
 //
 // On start, the host runs on a goroutine of its own, and the start hook
-// returns once every service has been started, or fails with the host's
+// returns once the host runs every service, or fails with the host's
 // error when the host cannot start: an invalid option or service (named by
 // the error), no service at all, a service that fails at once, or a start
 // deadline that passes first. When the host stops on its own after the app
@@ -165,12 +169,14 @@ type bindParams struct {
 // Host.Run returned, a *backi.ShutdownError among it for services that
 // outlived the host's shutdown timeout. When the stop context's deadline
 // (fx's stop timeout) would pass first, the hook returns shortly before it,
-// so that fx reports its error rather than only context.DeadlineExceeded,
-// with a *backi.ShutdownError naming the workers still running (or, when
-// none is, the host's other services, whose end it cannot see); the host
-// then goes on stopping on its own goroutine until its own timeout. Keep
+// so that fx reports its error rather than only context.DeadlineExceeded.
+// That error holds a *backi.ShutdownError naming the workers still running.
+// backifx cannot see the other services end: when no worker runs, one of
+// them still does, and the *backi.ShutdownError names them; otherwise the
+// error names them after it, as services that may run too. The host then
+// goes on stopping on its own goroutine until its own timeout. Keep
 // backi.WithShutdownTimeout below fx.StopTimeout to get the host's own
-// report.
+// report, which names exactly what outlived it.
 func Module(opts ...backi.HostOption) fx.Option {
 	opts = slices.Clone(opts)
 	return fx.Module("backifx",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -633,4 +634,123 @@ func TestAppStartsAgainAfterAStop(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestStopDeadlineNamesADrainingServer(t *testing.T) {
+	for _, withWorker := range []bool{true, false} {
+		t.Run(fmt.Sprintf("with a worker %v", withWorker), func(t *testing.T) {
+			testStopDeadlineWithADrainingServer(t, withWorker)
+		})
+	}
+}
+
+// testStopDeadlineWithADrainingServer stops an app whose HTTP server serves
+// a request that outlasts the stop timeout, beside a worker or not.
+func testStopDeadlineWithADrainingServer(t *testing.T, withWorker bool) {
+	addr := freeAddr(t)
+	inHandler, release := make(chan struct{}), make(chan struct{})
+	var host *backi.Host
+	services := []any{backifx.AsService(func() backi.Service {
+		slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(inHandler)
+			<-release // a request that outlasts the stop timeout
+		})
+		return backi.HTTPServer(&http.Server{Addr: addr, Handler: slow, ReadHeaderTimeout: time.Second})
+	})}
+	if withWorker {
+		services = append(services, backifx.AsWorker(worker("polite", sleeper(time.Hour))))
+	}
+	app := fxtest.New(t,
+		backifx.Module(backi.WithLogger(quiet), backi.WithShutdownTimeout(time.Minute)),
+		fx.Provide(services...),
+		fx.Populate(&host),
+		fx.StopTimeout(300*time.Millisecond),
+	)
+	app.RequireStart()
+	got := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ { // the server listens once its service runs
+			resp, err := http.Get("http://" + addr + "/")
+			if err == nil {
+				resp.Body.Close()
+			}
+			if err == nil || i == 100 {
+				got <- err
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	select {
+	case <-inHandler:
+	case err := <-got:
+		t.Fatalf("GET: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), app.StopTimeout())
+	defer cancel()
+	err := app.Stop(ctx)
+	var se *backi.ShutdownError
+	ok := errors.As(err, &se)
+	switch {
+	case !ok:
+		t.Fatalf("Stop = %v, want a *backi.ShutdownError", err)
+	case withWorker && (!slices.Equal(se.Running, []string{"polite"}) || !strings.HasSuffix(err.Error(), "may run too: http "+addr)):
+		// The host drains its HTTP servers before it cancels the workers.
+		t.Fatalf("Stop = %v, want it to name the worker still running, and the server as unknown", err)
+	case !withWorker && (!slices.Equal(se.Running, []string{"http " + addr}) || strings.Contains(err.Error(), "may run")):
+		t.Fatalf("Stop = %v, want it to name the server, the only service that can still run", err)
+	}
+	close(release)
+	if err := <-got; err != nil {
+		t.Fatalf("the request in flight failed: %v", err)
+	}
+	for host.State() != backi.HostStopped {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// panickyShutdowner is an app's fx.Shutdowner, decorated, that panics.
+type panickyShutdowner struct{}
+
+func (panickyShutdowner) Shutdown(...fx.ShutdownOption) error { panic("no way out") }
+
+func TestShutdownerThatPanicsIsContained(t *testing.T) {
+	stderr := os.Stderr
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Stderr = f
+	defer func() { os.Stderr = stderr }()
+
+	synctest.Test(t, func(t *testing.T) {
+		trigger := make(chan struct{})
+		var host *backi.Host
+		app := fxtest.New(t,
+			fx.Decorate(func(fx.Shutdowner) fx.Shutdowner { return panickyShutdowner{} }),
+			backifx.Module(backi.WithLogger(quiet)),
+			fx.Provide(backifx.AsWorker(worker("once", func(ctx context.Context) error {
+				<-trigger
+				return backi.Stop(errBoom)
+			}))),
+			fx.Populate(&host),
+		)
+		app.RequireStart()
+		close(trigger)
+		synctest.Wait()
+		if st := host.State(); st != backi.HostStopped {
+			t.Fatalf("the host is %v, want stopped", st)
+		}
+		if err := app.Stop(t.Context()); !errors.Is(err, errBoom) {
+			t.Fatalf("Stop = %v, want the worker's error", err)
+		}
+	})
+	out, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "backifx: fx.Shutdowner.Shutdown(ExitCode(1)) panicked: no way out") {
+		t.Fatalf("standard error says %q, want the Shutdowner's panic", out)
+	}
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,8 +175,7 @@ func (b *binding) stop(ctx context.Context) error {
 		return r.result()
 	default:
 	}
-	return fmt.Errorf("backifx: the host was still stopping when the app's stop deadline came: %w",
-		&backi.ShutdownError{Timeout: time.Since(begun), Running: b.stillRunning()})
+	return b.late(time.Since(begun))
 }
 
 // result returns Run's error, for the stop hook.
@@ -216,12 +217,19 @@ func (b *binding) ended(r *running, err error) {
 	}
 }
 
-// shutdown asks fx to stop the app, with exit code 1 after an error.
+// shutdown asks fx to stop the app, with exit code 1 after an error. The
+// app's Shutdowner may be one of the user's (fx.Decorate): its panic is
+// written to standard error, as there is no logger to tell.
 func (b *binding) shutdown(err error) {
 	code := 0
 	if err != nil {
 		code = 1
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			fmt.Fprintf(os.Stderr, "backifx: fx.Shutdowner.Shutdown(ExitCode(%d)) panicked: %v\n%s", code, v, debug.Stack())
+		}
+	}()
 	// An error means that a shutdown is already under way: a receiver's
 	// channel still holds a signal.
 	_ = b.shutdowner.Shutdown(fx.ExitCode(code))
@@ -277,29 +285,41 @@ func nameOf(s backi.Service) (n named) {
 	return n
 }
 
-// stillRunning names the workers whose Run has not returned, or, when there
-// is none, the services that are not workers, whose end it cannot see.
-func (b *binding) stillRunning() []string {
-	b.mu.Lock()
-	list := b.named
-	b.mu.Unlock()
-	var workers, others []string
-	for _, n := range list {
-		w, ok := n.Service.(*backi.Worker)
-		if !ok {
-			others = append(others, n.name)
-			continue
-		}
+// late returns the stop hook's error when the host was still stopping after
+// waited. It names the workers whose Run has not returned. The other
+// services' ends are not seen: when no worker runs, one of them still does,
+// and they are named in the *backi.ShutdownError; otherwise they are named
+// beside it, as unknown.
+func (b *binding) late(waited time.Duration) error {
+	isWorker := make(map[string]bool)
+	var running []string
+	for _, w := range b.host.Workers() {
+		isWorker[w.Name()] = true
 		switch w.Status().State {
 		case backi.StateNew, backi.StateStopped, backi.StateFailed:
 		default:
-			workers = append(workers, n.name)
+			running = append(running, w.Name())
 		}
 	}
-	if len(workers) > 0 {
-		return workers
+	b.mu.Lock()
+	list := b.named
+	b.mu.Unlock()
+	var others []string
+	for _, n := range list {
+		if !isWorker[n.name] {
+			others = append(others, n.name)
+		}
 	}
-	return others
+	const prefix = "backifx: the host was still stopping when the app's stop deadline came"
+	if len(running) == 0 {
+		return fmt.Errorf("%s: %w", prefix, &backi.ShutdownError{Timeout: waited, Running: others})
+	}
+	err := &backi.ShutdownError{Timeout: waited, Running: running}
+	if len(others) == 0 {
+		return fmt.Errorf("%s: %w", prefix, err)
+	}
+	return fmt.Errorf("%s: %w; the end of services that are not workers is not seen, and these may run too: %s",
+		prefix, err, strings.Join(others, ", "))
 }
 
 // contain calls fn and turns its panic into an error.
