@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"slices"
 	"time"
 
@@ -87,10 +88,23 @@ var (
 // naming fn, so that fx.New reports it.
 func annotate(fn string, constructor any, check func(reflect.Type) error) any {
 	if err := shape(constructor, check); err != nil {
-		err = fmt.Errorf("backifx: %s: %w", fn, err)
+		err = fmt.Errorf("backifx: %s(%s): %w", fn, funcName(constructor), err)
 		return fx.Annotate(func() (backi.Service, error) { return nil, err }, fx.ResultTags(groupTag))
 	}
 	return fx.Annotate(constructor, fx.ResultTags(groupTag), fx.As(new(backi.Service)))
+}
+
+// funcName names constructor in an error: the function's name, or the
+// type of what is not a function.
+func funcName(constructor any) string {
+	v := reflect.ValueOf(constructor)
+	if v.Kind() != reflect.Func || v.IsNil() {
+		return fmt.Sprintf("%T", constructor)
+	}
+	if f := runtime.FuncForPC(v.Pointer()); f != nil {
+		return f.Name()
+	}
+	return v.Type().String()
 }
 
 const groupTag = `group:"` + ServiceGroup + `"`

@@ -386,18 +386,20 @@ func TestConstructorErrorFailsTheApp(t *testing.T) {
 	}
 }
 
+func newService() backi.Service { return nil }
+
 func TestConstructorsOfTheWrongShape(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		constructor any
 		want        string
 	}{
-		{"AsWorker of a service", backifx.AsWorker(func() backi.Service { return nil }), "backifx: AsWorker: returns backi.Service, not *backi.Worker"},
-		{"AsWorker of nil", backifx.AsWorker(nil), "backifx: AsWorker: constructor is nil"},
-		{"AsWorker of a worker", backifx.AsWorker(backi.Loop("w", sleeper(time.Second))), "backifx: AsWorker: constructor is a *backi.Worker, not a function"},
+		{"AsWorker of a service", backifx.AsWorker(newService), "backifx: AsWorker(github.com/backi-go/backi/backifx_test.newService): returns backi.Service, not *backi.Worker"},
+		{"AsWorker of nil", backifx.AsWorker(nil), "backifx: AsWorker(<nil>): constructor is nil"},
+		{"AsWorker of a worker", backifx.AsWorker(backi.Loop("w", sleeper(time.Second))), "backifx: AsWorker(*backi.Worker): constructor is a *backi.Worker, not a function"},
 		{"AsWorker of an annotation", backifx.AsWorker(fx.Annotate(worker("w", sleeper(time.Second)), fx.ParamTags())), "not a function"},
-		{"AsService of a string", backifx.AsService(func() string { return "" }), "backifx: AsService: returns string, which does not implement backi.Service"},
-		{"AsService with two results", backifx.AsService(func() (backi.Service, int) { return nil, 0 }), "backifx: AsService: constructor func() (backi.Service, int) must return one value"},
+		{"AsService of a string", backifx.AsService(func() string { return "" }), "AsService(github.com/backi-go/backi/backifx_test.TestConstructorsOfTheWrongShape.func1): returns string, which does not implement backi.Service"},
+		{"AsService with two results", backifx.AsService(func() (backi.Service, int) { return nil, 0 }), "constructor func() (backi.Service, int) must return one value"},
 		{"AsService of no result", backifx.AsService(func() {}), "must return one value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

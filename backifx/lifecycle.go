@@ -60,7 +60,7 @@ type binding struct {
 type named struct {
 	backi.Service
 	name string
-	ok   bool // Name returned: it neither panicked nor called runtime.Goexit
+	ok   bool // Name returned, rather than panicked
 }
 
 // running is one Run of the host, from a start hook to the end of Run.
