@@ -172,11 +172,13 @@ type bindParams struct {
 // returns once the host runs every service, or fails with the host's
 // error when the host cannot start: an invalid option or service (named by
 // the error), no service at all, a service that fails at once, or a start
-// deadline that passes first. When the host stops on its own after the app
-// started (a service's error stops it, as does a worker's escalation to
-// backi.StopHost; see backi.Host.Run), it shuts the app down through
-// fx.Shutdowner with exit code 1, or 0 when every service ended without an
-// error, and the app's Stop returns the host's error.
+// deadline that passes first (the hook then returns shortly before it, as
+// the stop hook does, and the cancelled host stops on its own goroutine).
+// When the host stops on its own after the app started (a service's error
+// stops it, as does a worker's escalation to backi.StopHost; see
+// backi.Host.Run), it shuts the app down through fx.Shutdowner with exit
+// code 1, or 0 when every service ended without an error, and the app's
+// Stop returns the host's error.
 //
 // On stop, the host is cancelled and stops in its order (HTTP servers drain,
 // then workers finish their iterations), and the stop hook returns what

@@ -34,4 +34,8 @@
 // The host does not depend on its services, which are added when the app
 // starts, so a service's constructor may take the *backi.Host without a
 // dependency cycle.
+//
+// Module, AsWorker and AsService only build fx options and annotations:
+// they start nothing and may be called from any goroutine. The host they
+// provide is safe for concurrent use, as backi documents.
 package backifx
