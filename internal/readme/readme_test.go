@@ -24,9 +24,11 @@ import (
 	"github.com/backi-go/backi/internal/pgtest"
 
 	// What the README's blocks import, so that this module requires it.
+	_ "github.com/backi-go/backi/backifx"
 	_ "github.com/backi-go/backi/cron"
 	_ "github.com/backi-go/backi/pgleader"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "go.uber.org/fx"
 )
 
 // A block is a Go block of the README, in the file its comment makes.
