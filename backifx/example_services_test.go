@@ -62,7 +62,7 @@ func ExampleAsService() {
 		fx.Provide(
 			func() *Report {
 				return &Report{backi.Loop("report", func(ctx context.Context) error {
-					ran <- struct{}{} // the report is written
+					ran <- struct{}{}      // the report is written
 					return backi.ErrNoWork // idle until woken
 				}, backi.WithIdle(time.Hour, time.Hour))}
 			},
