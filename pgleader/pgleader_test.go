@@ -61,8 +61,11 @@ func replica() {
 		say("end %s %d %d", id, term.Token(), time.Now().UnixNano())
 		return nil
 	}, backi.WithLeader(e), backi.WithBackoff(backi.ConstantBackoff(100*time.Millisecond)))
-	if os.Getenv("PGLEADER_MODE") == "periodic" {
+	switch os.Getenv("PGLEADER_MODE") {
+	case "periodic":
 		w = periodicSingleton(id, name, url, e, say)
+	case "controlled":
+		w = controlledSingleton(id, name, url, e, say)
 	}
 	h := backi.NewHost(backi.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil))))
 	h.Add(w)
@@ -88,6 +91,7 @@ type cluster struct {
 	mu      sync.Mutex
 	records []record
 	procs   map[string]*exec.Cmd
+	stdin   map[string]io.Writer // of each replica, for the commands of controlledSingleton
 	notify  chan struct{}
 	mode    string // PGLEADER_MODE of the replicas
 }
@@ -95,7 +99,7 @@ type cluster struct {
 func newCluster(t *testing.T) *cluster { return newClusterOn(t, dbURL(t)) }
 
 func newClusterOn(t *testing.T, url string) *cluster {
-	c := &cluster{t: t, url: url, name: fmt.Sprintf("test-%s-%d", t.Name(), rand.Int64()), procs: map[string]*exec.Cmd{}, notify: make(chan struct{}, 1)}
+	c := &cluster{t: t, url: url, name: fmt.Sprintf("test-%s-%d", t.Name(), rand.Int64()), procs: map[string]*exec.Cmd{}, stdin: map[string]io.Writer{}, notify: make(chan struct{}, 1)}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
 			p.Process.Kill()
@@ -112,6 +116,11 @@ func (c *cluster) start(id string) {
 	c.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.stdin[id] = in
 	cmd.Env = append(os.Environ(), "PGLEADER_REPLICA="+id, "PGLEADER_NAME="+c.name, "BACKI_PG_URL="+c.url, "PGLEADER_MODE="+c.mode,
 		"PGLEADER_APP="+c.app(id))
 	out, err := cmd.StdoutPipe()

@@ -15,8 +15,8 @@ import (
 // run: the caller no longer leads, and its record is refused.
 var ErrStaleTerm = errors.New("pgleader: a newer term has recorded a run")
 
-// Store is a backi.ScheduleStore in PostgreSQL, in the table
-// backi_schedule_runs, which it creates. With backi.WithLeader and this
+// Store is a backi.ScheduleStore and a backi.ControlStore in PostgreSQL, in
+// the tables backi_schedule_runs and backi_worker_controls, which it creates. With backi.WithLeader and this
 // elector, a periodic worker runs each scheduled run once across replicas,
 // restarts and failovers: the leader records each completed run with its
 // term's fencing token, a deposed leader's record is refused, and a new
@@ -32,6 +32,13 @@ var ErrStaleTerm = errors.New("pgleader: a newer term has recorded a run")
 // The store keys runs by the worker's name and fences them with the terms of
 // the worker's elector: give each periodic singleton an elector of the same
 // name as the worker.
+//
+// As a ControlStore (backi.WithControlStore), it keeps whether each worker is
+// paused, by name, so that a pause made on one replica holds on every
+// replica and across restarts; an operator can also set it with SQL:
+//
+//	INSERT INTO backi_worker_controls (name, paused) VALUES ('report', true)
+//	ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = now();
 //
 // A Store keeps one connection, dialled on first use; Close closes it.
 type Store struct {
@@ -58,6 +65,13 @@ CREATE TABLE IF NOT EXISTS backi_schedule_runs (
 	term     bigint NOT NULL
 )`
 
+const controlSchema = `
+CREATE TABLE IF NOT EXISTS backi_worker_controls (
+	name       text PRIMARY KEY,
+	paused     boolean NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now()
+)`
+
 // with runs fn on the store's connection, dialling it (and creating the
 // table) when needed. A connection that failed is dropped for the next call.
 func (s *Store) with(ctx context.Context, fn func(*pgx.Conn) error) error {
@@ -71,9 +85,11 @@ func (s *Store) with(ctx context.Context, fn func(*pgx.Conn) error) error {
 		s.conn = conn
 	}
 	if !s.schema {
-		if err := createTable(ctx, s.conn, "backi_schedule_runs", storeSchema); err != nil {
-			s.drop(ctx)
-			return fmt.Errorf("pgleader: %w", err)
+		for _, t := range []struct{ name, ddl string }{{"backi_schedule_runs", storeSchema}, {"backi_worker_controls", controlSchema}} {
+			if err := createTable(ctx, s.conn, t.name, t.ddl); err != nil {
+				s.drop(ctx)
+				return fmt.Errorf("pgleader: %w", err)
+			}
 		}
 		s.schema = true
 	}
@@ -125,6 +141,35 @@ func (s *Store) SaveRun(ctx context.Context, name string, t time.Time) error {
 		}
 		if tag.RowsAffected() == 0 {
 			return ErrStaleTerm
+		}
+		return nil
+	})
+}
+
+// Paused implements backi.ControlStore.
+func (s *Store) Paused(ctx context.Context, name string) (paused, set bool, err error) {
+	err = s.with(ctx, func(c *pgx.Conn) error {
+		err := c.QueryRow(ctx, `SELECT paused FROM backi_worker_controls WHERE name = $1`, name).Scan(&paused)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		set = err == nil
+		return err
+	})
+	if err != nil {
+		return false, false, fmt.Errorf("pgleader: is %q paused: %w", name, err)
+	}
+	return paused, set, nil
+}
+
+// SetPaused implements backi.ControlStore.
+func (s *Store) SetPaused(ctx context.Context, name string, paused bool) error {
+	return s.with(ctx, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `
+			INSERT INTO backi_worker_controls (name, paused) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = now()`, name, paused)
+		if err != nil {
+			return fmt.Errorf("pgleader: record the pause of %q: %w", name, err)
 		}
 		return nil
 	})
