@@ -420,3 +420,35 @@ func (s *ctxStore) SaveRun(ctx context.Context, name string, t time.Time) error 
 	}
 	return s.MemoryStore.SaveRun(ctx, name, t)
 }
+
+func TestStatusDescribesTheSchedule(t *testing.T) {
+	for _, c := range []struct {
+		s    backi.Schedule
+		want string
+	}{
+		{nil, ""},
+		{backi.Every(15 * time.Minute), "every 15m0s"},
+		{backi.EveryFrom(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), time.Hour), "every 1h0m0s from 2026-01-02T03:04:05Z"},
+		{backi.Delay(time.Second), "1s after each run"},
+		{scheduleFunc(func(t time.Time) time.Time { return t }), "custom"},
+		{panickyString{}, "custom"},
+	} {
+		var opts []backi.Option
+		if c.s != nil {
+			opts = append(opts, backi.WithSchedule(c.s))
+		}
+		w := backi.Loop("job", func(context.Context) error { return nil }, opts...)
+		if got := w.Status().Schedule; got != c.want {
+			t.Errorf("%T: Schedule %q, want %q", c.s, got, c.want)
+		}
+	}
+}
+
+type panickyString struct{ backi.Schedule }
+
+func (panickyString) Next(t time.Time) time.Time { return t.Add(time.Hour) }
+func (panickyString) String() string             { panic("String bug") }
+
+type scheduleFunc func(time.Time) time.Time
+
+func (f scheduleFunc) Next(t time.Time) time.Time { return f(t) }

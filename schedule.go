@@ -32,6 +32,13 @@ type every struct {
 	d      time.Duration
 }
 
+func (e every) String() string {
+	if e.anchor.Equal(time.Unix(0, 0)) {
+		return "every " + e.d.String()
+	}
+	return "every " + e.d.String() + " from " + e.anchor.Format(time.RFC3339)
+}
+
 func (e every) Next(after time.Time) time.Time {
 	anchor := e.near(after)
 	since := after.Sub(anchor)
@@ -73,6 +80,8 @@ func Delay(d time.Duration) Schedule { return delay(d) }
 type delay time.Duration
 
 func (d delay) Next(after time.Time) time.Time { return after.Add(time.Duration(d)) }
+
+func (d delay) String() string { return time.Duration(d).String() + " after each run" }
 
 func (d delay) validate() error {
 	if d <= 0 {

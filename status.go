@@ -75,6 +75,9 @@ type Status struct {
 	// InFlightSince is when the oldest iteration now in flight started; zero
 	// when none is.
 	InFlightSince time.Time
+	// Schedule describes the worker's schedule (see WithSchedule), as its
+	// String method does; empty without a schedule.
+	Schedule string
 	// NextRun is when the next scheduled run starts, jitter included (see
 	// WithSchedule); zero without a schedule.
 	NextRun time.Time

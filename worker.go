@@ -37,10 +37,11 @@ type Worker struct {
 	cfg    config
 	cfgErr error // reported by Run
 
-	stats   stats // what Status reads
-	pauses  pauses
-	esc     escalation
-	failLog failureLog
+	stats    stats  // what Status reads
+	schedule string // the schedule's description, for Status
+	pauses   pauses
+	esc      escalation
+	failLog  failureLog
 }
 
 // Loop returns a worker that calls fn on repeat. fn's result has the meaning
@@ -65,7 +66,9 @@ func (w *Worker) Name() string { return w.name }
 
 // Status returns a snapshot of the worker. It never blocks.
 func (w *Worker) Status() Status {
-	return w.stats.snapshot(w.name)
+	s := w.stats.snapshot(w.name)
+	s.Schedule = w.schedule
+	return s
 }
 
 // Wake ends the idle wait (after ErrNoWork, or before a scheduled run) of each
@@ -116,6 +119,24 @@ func (w *Worker) setup(opts []Option, noFn bool, fn string) {
 	w.esc.policy = w.cfg.escalation
 	w.stats.paused.Store(w.cfg.paused)
 	w.pauses.wake = make(chan struct{}, 1)
+	w.schedule = describe(w.cfg.schedule)
+}
+
+// describe returns what s's String method says, "custom" when it has none
+// or it panics, and "" for no schedule.
+func describe(s Schedule) string {
+	if s == nil {
+		return ""
+	}
+	str, ok := s.(fmt.Stringer)
+	if !ok {
+		return "custom"
+	}
+	text, err := protect(func() (string, error) { return str.String(), nil })
+	if err != nil {
+		return "custom"
+	}
+	return text
 }
 
 func (w *Worker) configure(opts []Option, noFn bool, fn string) error {

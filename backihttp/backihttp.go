@@ -94,11 +94,13 @@ type WorkerStatus struct {
 	ConsecutiveFailures uint64     `json:"consecutive_failures"`
 	CampaignFailures    uint64     `json:"campaign_failures"`
 	Leader              bool       `json:"leader"`
+	LeaderSince         *time.Time `json:"leader_since,omitempty"`
 	Term                uint64     `json:"term,omitempty"`
 	LastError           string     `json:"last_error,omitempty"`
 	LastSuccess         *time.Time `json:"last_success,omitempty"`
 	LastFailure         *time.Time `json:"last_failure,omitempty"`
 	InFlightSince       *time.Time `json:"in_flight_since,omitempty"`
+	Schedule            string     `json:"schedule,omitempty"`
 	NextRun             *time.Time `json:"next_run,omitempty"`
 }
 
@@ -108,7 +110,7 @@ func NewWorkerStatus(s backi.Status) WorkerStatus {
 		Name: s.Name, State: s.State.String(), Paused: s.Paused, Concurrency: s.Concurrency,
 		Iterations: s.Iterations, Successes: s.Successes, Failures: s.Failures, NoWork: s.NoWork,
 		ConsecutiveFailures: s.ConsecutiveFailures, CampaignFailures: s.CampaignFailures,
-		Leader: s.Leader, Term: s.Term,
+		Leader: s.Leader, LeaderSince: timePtr(s.LeaderSince), Term: s.Term, Schedule: s.Schedule,
 		LastSuccess: timePtr(s.LastSuccess), LastFailure: timePtr(s.LastFailure),
 		InFlightSince: timePtr(s.InFlightSince), NextRun: timePtr(s.NextRun),
 	}

@@ -17,20 +17,27 @@ import (
 
 // servePage runs a host with a healthy worker and a failing one whose error
 // is markup, and serves its page.
-func servePage(t *testing.T) *httptest.Server {
+func servePage(t *testing.T, opts ...backihttp.PageOption) *httptest.Server {
 	t.Helper()
 	page := backihttp.NewPage()
 	h := backi.NewHost(backi.WithSignals(), backi.WithLogger(quiet), backi.WithObserver(page))
+	n := 0
 	h.Add(
 		backi.Loop("ticker", func(ctx context.Context) error { time.Sleep(5 * time.Millisecond); return nil }),
 		backi.Loop("broken", func(ctx context.Context) error {
+			if n++; n%2 == 0 {
+				panic("<b>bold</b> panic")
+			}
 			return errors.New(`<img src=x onerror="document.title='pwned'">`)
 		}, backi.WithBackoff(backi.ConstantBackoff(10*time.Millisecond))),
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- h.Run(ctx) }()
-	srv := httptest.NewServer(page.Handler(h))
+	mux := http.NewServeMux()
+	mux.Handle("/", page.Handler(h, opts...))
+	mux.Handle("/control/", http.StripPrefix("/control", backihttp.Control(h, backihttp.WithControlLogger(quiet))))
+	srv := httptest.NewServer(mux)
 	t.Cleanup(func() {
 		srv.Close()
 		cancel()
@@ -60,11 +67,27 @@ func TestPageDataCarriesStatusAndHistory(t *testing.T) {
 	if len(ticker.Recent) == 0 || ticker.Recent[0].Failed || ticker.Recent[0].Seconds < 0.005 {
 		t.Fatalf("ticker history %+v", ticker.Recent)
 	}
-	if len(broken.Recent) == 0 || !broken.Recent[0].Failed || !strings.HasPrefix(broken.LastError, "<img") {
+	if len(broken.Recent) == 0 || !broken.Recent[0].Failed || broken.LastError == "" {
 		t.Fatalf("broken %+v", broken)
 	}
 	if len(ticker.Recent) > backihttp.HistoryLen {
 		t.Fatalf("%d points kept, want at most %d", len(ticker.Recent), backihttp.HistoryLen)
+	}
+	fs := broken.RecentFailures
+	if len(fs) != backihttp.FailuresKept || len(ticker.RecentFailures) != 0 {
+		t.Fatalf("%d and %d recent failures, want %d and none", len(fs), len(ticker.RecentFailures), backihttp.FailuresKept)
+	}
+	for i, f := range fs {
+		panicked := strings.Contains(f.Error, "panic")
+		if panicked != (f.Stack != "") || panicked && !strings.Contains(f.Stack, "page_test.go") {
+			t.Fatalf("failure %d: %+v: a panic carries its stack, an error none", i, f)
+		}
+		if i > 0 && f.At.After(fs[i-1].At) {
+			t.Fatalf("failures not latest first: %+v", fs)
+		}
+	}
+	if d.Control != "" {
+		t.Fatalf("a page without controls names the control path %q", d.Control)
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
@@ -76,14 +99,42 @@ func TestPageInABrowser(t *testing.T) {
 	dom := browsertest.DOM(t, srv.URL+"/", 3*time.Second)
 	for _, want := range []string{
 		`<tr data-worker="ticker">`, `<tr data-worker="broken">`,
-		`data-field="last_error" data-label="Last error" class="err">&lt;img src=x onerror="document.title='pwned'"&gt;</td>`,
-		`<rect `, `class="fail"`,
+		`&lt;img src=x onerror="document.title='pwned'"&gt;`,
+		`<summary>last 5 failures</summary>`, `<summary>stack</summary><pre>`, `&lt;b&gt;bold&lt;/b&gt; panic`,
+		`<rect `, `class="fail"`, `· 2 workers ·`,
 	} {
 		if !strings.Contains(dom, want) {
 			t.Fatalf("the page lacks %s:\n%s", want, dom)
 		}
 	}
-	if strings.Contains(dom, "pwned</title>") || strings.Contains(dom, "<img src") {
+	if strings.Contains(dom, "pwned</title>") || strings.Contains(dom, "<img src") || strings.Contains(dom, "<b>") {
 		t.Fatalf("an error message became markup:\n%s", dom)
 	}
+	if strings.Contains(dom, "<button") || !strings.Contains(dom, `id="actions-head" hidden`) {
+		t.Fatalf("a page without controls shows buttons:\n%s", dom)
+	}
+}
+
+// With PageControls, each row has a Pause and a Run now button; a paused
+// worker's row says so and offers Resume.
+func TestPageShowsControls(t *testing.T) {
+	srv := servePage(t, backihttp.PageControls("/control"))
+	req, _ := http.NewRequest("POST", srv.URL+"/control/workers/ticker/pause", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pause: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	dom := browsertest.DOM(t, srv.URL+"/", 3*time.Second)
+	for _, want := range []string{
+		`<th id="actions-head">Actions</th>`,
+		`<td data-field="state" data-label="State" class="state paused">paused</td>`,
+		`<button class="resume" data-action="resume">Resume</button><button class="run" data-action="run" disabled="" title="resume it first">Run now</button>`,
+		`<button class="pause" data-action="pause">Pause</button><button class="run" data-action="run" title="end its wait and run it now">Run now</button>`,
+	} {
+		if !strings.Contains(dom, want) {
+			t.Fatalf("the page lacks %s:\n%s", want, dom)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
 }

@@ -75,16 +75,26 @@ func Parse(expr string, opts ...Option) (backi.Schedule, error) {
 	}
 	ss, ok := s.(*gocron.SpecSchedule)
 	if !ok {
-		return s, nil // @every
+		return named{s, "cron " + expr}, nil // @every
 	}
+	text := "cron " + expr
 	if !hasZone(expr) {
 		ss.Location = c.loc
+		text += " (" + c.loc.String() + ")"
 	}
 	if bits.OnesCount64(ss.Hour&((1<<24)-1)) < 24 {
-		return onceADay{ss}, nil
+		return named{onceADay{ss}, text}, nil
 	}
-	return ss, nil
+	return named{ss, text}, nil
 }
+
+// named is a schedule that says what it is: its expression.
+type named struct {
+	backi.Schedule
+	text string
+}
+
+func (n named) String() string { return n.text }
 
 // MustParse is Parse for expressions known to be valid: it panics on an error.
 func MustParse(expr string, opts ...Option) backi.Schedule {

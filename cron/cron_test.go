@@ -154,3 +154,15 @@ func TestDaylightSaving(t *testing.T) {
 		})
 	}
 }
+
+func TestSchedulesSayTheirExpression(t *testing.T) {
+	for expr, want := range map[string]string{
+		"0 9 * * MON-FRI":                      "cron 0 9 * * MON-FRI (UTC)",
+		"CRON_TZ=Europe/Paris 0 9 * * MON-FRI": "cron CRON_TZ=Europe/Paris 0 9 * * MON-FRI",
+		"@every 1m":                            "cron @every 1m",
+	} {
+		if got := fmt.Sprint(cron.MustParse(expr)); got != want {
+			t.Errorf("%q says %q, want %q", expr, got, want)
+		}
+	}
+}
