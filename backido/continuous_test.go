@@ -477,3 +477,30 @@ func mustContinuous(t *testing.T, name string, wd *world, opts ...backi.Option) 
 	}
 	return w
 }
+
+// TestGoexitInTheRegistrationEndsTheWorker calls runtime.Goexit from the
+// registration of the first turn: as for a build function, the worker ends
+// with ErrGoexit, and the turn's scope is shut down and forgotten first.
+func TestGoexitInTheRegistrationEndsTheWorker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		wd := newWorld(t)
+		scoped := func(i do.Injector) {
+			wd.scoped(i)
+			do.ProvideNamedValue(i, "eager tx", &tx{w: wd, n: 0}) // shut down with the scope
+			runtime.Goexit()
+		}
+		w, err := backido.Continuous[*job]("goexit", wd.root, scoped, backi.WithLogger(quiet), backi.WithConcurrency(2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // should the worker not end
+		defer cancel()
+		if err := w.Run(ctx); !errors.Is(err, backi.ErrGoexit) {
+			t.Fatalf("Run: %v, want ErrGoexit", err)
+		}
+		if got := wd.journal(); len(got) == 0 || !slices.Contains(got, "close tx 0") {
+			t.Fatalf("journal %q: the eager tx was not shut down", got)
+		}
+		holders(t, wd.root, 2)
+	})
+}
