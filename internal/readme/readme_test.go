@@ -24,10 +24,12 @@ import (
 	"github.com/backi-go/backi/internal/pgtest"
 
 	// What the README's blocks import, so that this module requires it.
+	_ "github.com/backi-go/backi/backido"
 	_ "github.com/backi-go/backi/backifx"
 	_ "github.com/backi-go/backi/cron"
 	_ "github.com/backi-go/backi/pgleader"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "github.com/samber/do/v2"
 	_ "go.uber.org/fx"
 )
 

@@ -1,0 +1,102 @@
+package backido
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sync"
+
+	"github.com/backi-go/backi"
+	"github.com/samber/do/v2"
+)
+
+// maxLate bounds the services that a scope's services register while it
+// shuts down, so that a Shutdown that registers a service again ends.
+const maxLate = 100
+
+// shutdown shuts down the services of scope, and first those of the scopes
+// under it: in rounds, each of the services on which no other one of the
+// scope depends, in parallel, until none is left. It does what do's
+// Scope.ShutdownWithContext does, but calls each Shutdown method on a
+// goroutine that contains its panic or runtime.Goexit: do calls them on
+// goroutines of its own, where a panic ends the process. Each service is
+// shut down once, even when its Shutdown fails; the errors are returned
+// together.
+func (s *scopes) shutdown(ctx context.Context, scope *do.Scope) error {
+	var errs []error
+	for _, child := range scope.Children() {
+		errs = append(errs, s.shutdown(ctx, child))
+	}
+	budget := -1 // rounds left, once the services are counted
+	for {
+		names := own(scope)
+		if len(names) == 0 {
+			break
+		}
+		if budget < 0 {
+			budget = len(names) + maxLate
+		}
+		if budget == 0 {
+			errs = append(errs, fmt.Errorf("backido: worker %q: scope %s: %d services registered while it shut down were left: %v", s.worker, scope.Name(), len(names), names))
+			break
+		}
+		budget--
+		errs = append(errs, s.shutdownAll(ctx, scope, ready(scope, names)))
+	}
+	return errors.Join(errs...)
+}
+
+// shutdownAll shuts down the named services of scope, each on a goroutine of
+// its own, and waits for them.
+func (s *scopes) shutdownAll(ctx context.Context, scope *do.Scope, names []string) error {
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Go(func() {
+			err := backi.ErrGoexit // unless the call returns or panics
+			defer func() {
+				if v := recover(); v != nil {
+					err = &backi.PanicError{Value: v, Stack: debug.Stack()}
+				}
+				if err != nil {
+					errs[i] = fmt.Errorf("backido: worker %q: shutting down %s in scope %s: %w", s.worker, name, scope.Name(), err)
+				}
+			}()
+			err = do.ShutdownNamedWithContext(ctx, scope, name)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// own returns the names of the services registered in scope itself.
+func own(scope *do.Scope) []string {
+	var names []string
+	for _, d := range scope.ListProvidedServices() {
+		if d.ScopeID == scope.ID() {
+			names = append(names, d.Service)
+		}
+	}
+	return names
+}
+
+// ready returns those of the named services of scope on which none of the
+// others depends, or all of them when each has a dependent (a cycle), as do
+// does.
+func ready(scope *do.Scope, names []string) []string {
+	var out []string
+	for _, name := range names {
+		e, ok := do.ExplainNamedService(scope, name)
+		if !ok || !slices.ContainsFunc(e.Dependents, func(d do.ExplainServiceDependencyOutput) bool {
+			return d.ScopeID == scope.ID() && slices.Contains(names, d.Service)
+		}) {
+			out = append(out, name)
+		}
+	}
+	if len(out) == 0 {
+		return names
+	}
+	return out
+}
