@@ -67,9 +67,9 @@ func main() {
 	mux.Handle("GET /readyz", backihttp.Readiness(host))
 	mux.Handle("GET /status", backihttp.Status(host))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
-	mux.Handle("GET /backi", page.Handler(host))
-	// Pause, resume and run the worker: curl -X POST localhost:8080/backi/control/workers/hello/pause.
-	// A real service mounts it behind its own authentication.
+	// The page's buttons, and curl -X POST localhost:8080/backi/control/workers/hello/pause,
+	// pause, resume and run the worker. A real service mounts these behind its own authentication.
+	mux.Handle("GET /backi", page.Handler(host, backihttp.PageControls("/backi/control")))
 	mux.Handle("/backi/control/", http.StripPrefix("/backi/control", backihttp.Control(host)))
 
 	host.Add(

@@ -12,8 +12,8 @@ import (
 	"time"
 )
 
-// chromium returns the browser's path, skipping or failing t without one.
-func chromium(t *testing.T) string {
+// Chromium returns the browser's path, skipping or failing t without one.
+func Chromium(t *testing.T) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
@@ -27,14 +27,19 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
+// Flags are the command-line flags of a headless Chromium for tests, without
+// its profile directory.
+func Flags() []string {
+	return []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"}
+}
+
 func run(t *testing.T, args ...string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-		"--user-data-dir=" + t.TempDir()}
-	cmd := exec.CommandContext(ctx, chromium(t), append(base, args...)...)
+	base := append(Flags(), "--user-data-dir="+t.TempDir())
+	cmd := exec.CommandContext(ctx, Chromium(t), append(base, args...)...)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("chromium %v: %v", args, err)
