@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backi-go/backi/backihttp"
 	"github.com/backi-go/backi/internal/browsertest"
 	"github.com/backi-go/backi/internal/demotest"
 	"github.com/backi-go/backi/internal/leakcheck"
@@ -75,21 +73,9 @@ func TestStatusPageInABrowser(t *testing.T) {
 	p.WaitFor("msg=Done worker=hello")
 	p.WaitFor("msg=Done worker=hello")
 
-	status := func() backihttp.WorkerStatus {
-		resp, err := http.Get("http://" + addr + "/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var hs backihttp.HostStatus
-		if err := json.NewDecoder(resp.Body).Decode(&hs); err != nil || len(hs.Workers) != 1 {
-			t.Fatalf("status: %v %+v", err, hs)
-		}
-		return hs.Workers[0]
-	}
-	before := status()
+	before := workerStatus(t, addr)
 	dom := browsertest.DOM(t, "http://"+addr+"/backi", 2*time.Second)
-	after := status()
+	after := workerStatus(t, addr)
 
 	field := func(name string) string {
 		m := regexp.MustCompile(`data-field="` + name + `"[^>]*>(.*?)</td>`).FindStringSubmatch(dom)
