@@ -109,7 +109,7 @@ func (l *lane) drive() error {
 
 // hold waits while the worker is paused, in StatePaused, and then starts the
 // loop's pacing afresh, as Run does. It reports false when the loop's context
-// ends first. A Wake meanwhile is ignored, and the first loop says so.
+// ends first. A Wake meanwhile is ignored, and the first loop says so, once.
 func (l *lane) hold() bool {
 	sl, log := l.sl, l.r.log
 	l.setState(StatePaused)
@@ -117,9 +117,11 @@ func (l *lane) hold() bool {
 	if l.index == 0 {
 		log.LogAttrs(l.ctx, slog.LevelInfo, "worker paused")
 	}
+	said := false // that a Wake was ignored: once per pause, as wakes may come in floods
 	for l.w.stats.paused.Load() {
-		if sl.woken.Swap(false) && l.index == 0 {
+		if sl.woken.Swap(false) && l.index == 0 && !said {
 			log.LogAttrs(l.ctx, slog.LevelInfo, "Wake ignored: the worker is paused")
+			said = true
 		}
 		select {
 		case <-l.done:
