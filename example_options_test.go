@@ -283,3 +283,16 @@ func ExampleObservers() {
 	// poller: running -> stopped
 	// tallied: 1
 }
+
+func ExampleInvalid() {
+	// A package that makes workers reports its own option's error through Run.
+	batch := 0
+	var opts []backi.Option
+	if batch < 1 {
+		opts = append(opts, backi.Invalid(fmt.Errorf("Batch(%d): need at least 1", batch)))
+	}
+	w := backi.Loop("consumer", func(ctx context.Context) error { return nil }, opts...)
+	fmt.Println(w.Run(context.Background()))
+	// Output:
+	// backi: worker "consumer": Batch(0): need at least 1
+}

@@ -317,6 +317,19 @@ func WithSkipMissed() Option {
 	})
 }
 
+// Invalid returns an option that makes the worker's configuration invalid
+// with err: Run returns it, as it returns the errors of backi's own options,
+// before anything runs. Packages that make workers with options of their
+// own report their errors with it. A nil err is itself an error.
+func Invalid(err error) Option {
+	return optionFunc(func(*config) error {
+		if err == nil {
+			return errors.New("Invalid(nil): the error is nil")
+		}
+		return err
+	})
+}
+
 // WithPaused makes the worker start paused: Run starts no iteration until
 // Resume (see Worker.Pause).
 func WithPaused() Option {

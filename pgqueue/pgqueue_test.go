@@ -1,0 +1,420 @@
+package pgqueue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/leakcheck"
+	"github.com/backi-go/backi/internal/pgtest"
+	"github.com/backi-go/backi/pgqueue"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+func TestMain(m *testing.M) {
+	if replicaMain() {
+		return
+	}
+	leakcheck.Main(m)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// setup returns a queue in a schema of the test's own, migrated, on a pool
+// that the test closes.
+func setup(t *testing.T) (*pgqueue.Queue, *pgxpool.Pool, string) {
+	t.Helper()
+	url := pgtest.URL(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := fmt.Sprintf("pgqueue_test_%d", rand.Uint32())
+	t.Cleanup(func() {
+		pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`)
+		pool.Close()
+	})
+	q, err := pgqueue.New(pool, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Migrate(context.Background()); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	return q, pool, schema
+}
+
+// count counts the jobs in schema in state (-1 for all).
+func count(t *testing.T, pool *pgxpool.Pool, schema string, state int) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM `+schema+`.backi_jobs WHERE $1 < 0 OR state = $1`, state).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// run runs w until the test's end, or until stop is called.
+func run(t *testing.T, services ...backi.Service) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h := backi.NewHost(backi.WithSignals(), backi.WithLogger(quiet))
+	h.Add(services...)
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("host: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// eventually waits up to 20s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 20s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestEnqueueInTheCallersTransaction(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for _, commit := range []bool{false, true} {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := q.Enqueue(ctx, tx, pgqueue.NewJob{Queue: "mail", Payload: []byte(`{"to":"a"}`)}); err != nil {
+				return err
+			}
+			if !commit {
+				return errors.New("the business change failed")
+			}
+			return nil
+		})
+		if commit != (err == nil) {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, pool, schema, -1); n != 1 {
+		t.Fatalf("%d jobs after one committed and one rolled-back enqueue, want 1", n)
+	}
+
+	first, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "mail", UniqueKey: "welcome-7"})
+	if err != nil || first.Duplicate || first.ID == 0 {
+		t.Fatalf("first unique enqueue: %+v %v", first, err)
+	}
+	again, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "mail", UniqueKey: "welcome-7"})
+	if err != nil || !again.Duplicate || again.ID != 0 {
+		t.Fatalf("second enqueue of a pending key: %+v %v, want a duplicate", again, err)
+	}
+	other, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "sms", UniqueKey: "welcome-7"})
+	if err != nil || other.Duplicate {
+		t.Fatalf("the same key on another queue: %+v %v", other, err)
+	}
+
+	jobs := make([]pgqueue.NewJob, 1000)
+	for i := range jobs {
+		jobs[i] = pgqueue.NewJob{Queue: "bulk", Payload: []byte(fmt.Sprint(i)), UniqueKey: fmt.Sprint(i % 900)}
+	}
+	added, err := q.EnqueueMany(ctx, pool, jobs)
+	if err != nil || added != 900 {
+		t.Fatalf("EnqueueMany of 1000 jobs with 900 keys: %d, %v", added, err)
+	}
+	if jobs[0].MaxAttempts != 0 {
+		t.Fatal("EnqueueMany changed the caller's jobs")
+	}
+	for _, bad := range []pgqueue.NewJob{{}, {Queue: "x", MaxAttempts: -1}} {
+		if _, err := q.Enqueue(ctx, pool, bad); err == nil {
+			t.Errorf("enqueue of %+v: no error", bad)
+		}
+	}
+}
+
+func TestWorkerDrainsTheQueue(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	const n = 1050
+	jobs := make([]pgqueue.NewJob, n)
+	for i := range jobs {
+		jobs[i] = pgqueue.NewJob{Queue: "work", Payload: []byte(fmt.Sprint(i))}
+	}
+	if _, err := q.EnqueueMany(ctx, pool, jobs); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	w := pgqueue.Worker(q, "work", func(ctx context.Context, j *pgqueue.Job) error {
+		mu.Lock()
+		seen[string(j.Payload)]++
+		mu.Unlock()
+		return nil
+	}, pgqueue.WorkerOptions(backi.WithConcurrency(3)))
+	run(t, w)
+	eventually(t, "the queue drained", func() bool { return count(t, pool, schema, -1) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != n {
+		t.Fatalf("%d distinct jobs run, want %d", len(seen), n)
+	}
+	for p, times := range seen {
+		if times != 1 {
+			t.Fatalf("job %s ran %d times", p, times)
+		}
+	}
+}
+
+func TestFailuresRetryThenDie(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "flaky", Payload: []byte("fails twice"), MaxAttempts: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "flaky", Payload: []byte("always"), MaxAttempts: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "flaky", Payload: []byte("panics"), MaxAttempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var attempts sync.Map
+	w := pgqueue.Worker(q, "flaky", func(ctx context.Context, j *pgqueue.Job) error {
+		attempts.Store(string(j.Payload), j.Attempt)
+		switch string(j.Payload) {
+		case "fails twice":
+			if j.Attempt <= 2 {
+				return fmt.Errorf("attempt %d failed", j.Attempt)
+			}
+			return nil
+		case "panics":
+			panic("bad payload")
+		}
+		return errors.New("downstream refuses")
+	}, pgqueue.Retry(backi.ConstantBackoff(20*time.Millisecond)), pgqueue.Poll(20*time.Millisecond))
+	run(t, w)
+	eventually(t, "two jobs dead, one done", func() bool { return count(t, pool, schema, 2) == 2 && count(t, pool, schema, -1) == 2 })
+	for job, want := range map[string]int{"fails twice": 3, "always": 3, "panics": 1} {
+		if got, _ := attempts.Load(job); got != want {
+			t.Errorf("%s: last attempt %v, want %d", job, got, want)
+		}
+	}
+	var lastErr string
+	if err := pool.QueryRow(ctx, `SELECT last_error FROM `+schema+`.backi_jobs WHERE payload = 'panics'`).Scan(&lastErr); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(lastErr, "bad payload") || !strings.Contains(lastErr, "pgqueue_test.go") {
+		t.Fatalf("the panicking job's last error %q lacks the panic and its stack", lastErr)
+	}
+	if st := w.Status(); st.Failures != 0 {
+		t.Fatalf("job failures counted as the worker's: %+v", st)
+	}
+}
+
+func TestSnoozeAndCancel(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for _, p := range []string{"snooze", "cancel"} {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "s", Payload: []byte(p), MaxAttempts: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var snoozes atomic.Int32
+	var lastAttempt atomic.Int32
+	w := pgqueue.Worker(q, "s", func(ctx context.Context, j *pgqueue.Job) error {
+		if string(j.Payload) == "cancel" {
+			return pgqueue.Cancel(errors.New("customer gone"))
+		}
+		lastAttempt.Store(int32(j.Attempt))
+		if snoozes.Add(1) <= 3 {
+			return pgqueue.Snooze(10 * time.Millisecond)
+		}
+		return nil
+	}, pgqueue.Poll(10*time.Millisecond))
+	run(t, w)
+	eventually(t, "snoozed job done, cancelled one dead", func() bool { return count(t, pool, schema, -1) == 1 && count(t, pool, schema, 2) == 1 })
+	if snoozes.Load() != 4 || lastAttempt.Load() != 1 {
+		t.Fatalf("%d runs, last attempt %d: snoozes must not count as attempts", snoozes.Load(), lastAttempt.Load())
+	}
+}
+
+// A job whose lease ran out (its process died) is taken again; a long job
+// keeps its lease while it runs.
+func TestLeasesAreRescuedAndExtended(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO `+schema+`.backi_jobs (queue, payload, state, attempts, lease_until) VALUES
+		('l', 'orphan', 1, 1, now() - interval '1 second'), ('l', 'long', 0, 0, now())`); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	runs := map[string]int{}
+	handler := func(ctx context.Context, j *pgqueue.Job) error {
+		mu.Lock()
+		runs[string(j.Payload)]++
+		mu.Unlock()
+		if string(j.Payload) == "long" {
+			time.Sleep(2500 * time.Millisecond) // 2.5 leases
+		}
+		return nil
+	}
+	a := pgqueue.Worker(q, "l", handler, pgqueue.Lease(time.Second), pgqueue.Batch(1), pgqueue.Poll(50*time.Millisecond))
+	b := pgqueue.Worker(q, "l", handler, pgqueue.Lease(time.Second), pgqueue.Batch(1), pgqueue.Poll(50*time.Millisecond))
+	run(t, a)
+	run(t, b)
+	eventually(t, "both jobs done", func() bool { return count(t, pool, schema, -1) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if runs["orphan"] != 1 || runs["long"] != 1 {
+		t.Fatalf("runs %v: the orphan must be rescued once, the long job run once", runs)
+	}
+}
+
+// Job.Complete in the handler's own transaction: the job is done exactly
+// when the handler's writes commit.
+func TestCompleteInTheHandlersTransaction(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE `+schema+`.sent (job bigint PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "tx"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := pgqueue.Worker(q, "tx", func(ctx context.Context, j *pgqueue.Job) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO `+schema+`.sent VALUES ($1)`, j.ID); err != nil {
+				return err
+			}
+			if j.ID%5 == 0 && j.Attempt == 1 {
+				return errors.New("rolled back with the write")
+			}
+			return j.Complete(ctx, tx)
+		})
+	}, pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(7))
+	run(t, w)
+	eventually(t, "every job done", func() bool { return count(t, pool, schema, -1) == 0 })
+	var sent int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.sent`).Scan(&sent); err != nil || sent != 20 {
+		t.Fatalf("%d effects for 20 jobs: %v", sent, err)
+	}
+}
+
+// A TransactionHeld worker's handler writes in the job's transaction: a
+// failure rolls its writes back, a success commits them with the job's end.
+func TestTransactionHeld(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE `+schema+`.effects (job bigint, attempt int)`); err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "held", MaxAttempts: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := pgqueue.Worker(q, "held", func(ctx context.Context, j *pgqueue.Job) error {
+		tx, err := j.Tx(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+schema+`.effects VALUES ($1, $2)`, j.ID, j.Attempt); err != nil {
+			return err
+		}
+		switch {
+		case j.ID%3 == 0 && j.Attempt == 1:
+			return errors.New("fails once")
+		case j.ID%7 == 0:
+			panic("always panics")
+		}
+		return nil
+	}, pgqueue.TransactionHeld(), pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(8))
+	run(t, w)
+	eventually(t, "every job done or dead", func() bool { return count(t, pool, schema, -1) == count(t, pool, schema, 2) })
+	var effects, firsts, dead int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE attempt = 1 AND job % 3 = 0) FROM `+schema+`.effects`).Scan(&effects, &firsts); err != nil {
+		t.Fatal(err)
+	}
+	dead = count(t, pool, schema, 2)
+	if effects != 30-dead || firsts != 0 {
+		t.Fatalf("%d effects for %d jobs done (%d dead), %d of failed first attempts: failed runs must leave none", effects, 30-dead, dead, firsts)
+	}
+	if dead == 0 {
+		t.Fatal("no job panicked to death")
+	}
+}
+
+// With the queue running as a service, an enqueue wakes an idle worker at
+// once, though it polls only every 10s.
+func TestNotificationsWakeIdleWorkers(t *testing.T) {
+	q, pool, _ := setup(t)
+	ctx := context.Background()
+	started := make(chan time.Time, 10)
+	w := pgqueue.Worker(q, "fast", func(ctx context.Context, j *pgqueue.Job) error {
+		started <- time.Now()
+		return nil
+	}, pgqueue.Poll(10*time.Second))
+	run(t, q, w)
+	time.Sleep(300 * time.Millisecond) // the worker idles, the listener listens
+	for range 3 {
+		time.Sleep(50 * time.Millisecond)
+		enqueued := time.Now()
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "fast"}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case at := <-started:
+			if d := at.Sub(enqueued); d > 500*time.Millisecond {
+				t.Fatalf("the job started %v after its enqueue", d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("an enqueue did not wake the idle worker")
+		}
+	}
+}
+
+func TestBadOptions(t *testing.T) {
+	q, _, _ := setup(t)
+	h := func(context.Context, *pgqueue.Job) error { return nil }
+	for _, c := range []struct {
+		w    *backi.Worker
+		want string
+	}{
+		{pgqueue.Worker(q, "x", h, pgqueue.Batch(0)), "Batch(0)"},
+		{pgqueue.Worker(q, "x", h, pgqueue.Lease(time.Millisecond)), "Lease(1ms)"},
+		{pgqueue.Worker(q, "x", h, pgqueue.JobTimeout(-1)), "JobTimeout(-1ns)"},
+		{pgqueue.Worker(q, "x", h, pgqueue.Retry(nil)), "Retry(nil)"},
+		{pgqueue.Worker(q, "x", h, pgqueue.Poll(0)), "Poll(0s)"},
+		{pgqueue.Worker(q, "", h), "queue name is empty"},
+		{pgqueue.Worker(q, "x", nil), "handler is nil"},
+		{pgqueue.Worker(nil, "x", h), "queue is nil"},
+	} {
+		if err := c.w.Run(context.Background()); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Run = %v, want an error naming %s", err, c.want)
+		}
+	}
+	if _, err := pgqueue.New(nil); err == nil {
+		t.Error("New(nil): no error")
+	}
+}

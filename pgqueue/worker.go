@@ -1,0 +1,610 @@
+package pgqueue
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/backi-go/backi"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Handler runs one job. Its error fails the job, which runs again after the
+// worker's retry backoff (see Retry) until it has used its attempts, and is
+// then dead; Snooze and Cancel say otherwise. A panic fails the job too. ctx
+// ends when the worker stops (the job then runs again later, its attempt not
+// counted) or at the job's timeout (see JobTimeout).
+type Handler func(ctx context.Context, job *Job) error
+
+// Defaults of the worker options.
+const (
+	DefaultBatch = 100
+	DefaultLease = 30 * time.Second
+	DefaultPoll  = time.Second
+)
+
+// An Option configures Worker.
+type Option func(*consumer) error
+
+// Batch sets how many jobs one claim takes at most: 1 to 10,000,
+// DefaultBatch by default. The jobs of a batch run one after the other, on
+// one of the worker's loops; run more at once with
+// WorkerOptions(backi.WithConcurrency(n)).
+func Batch(n int) Option {
+	return func(c *consumer) error {
+		if n < 1 || n > 10000 {
+			return fmt.Errorf("Batch(%d): need 1 to 10000", n)
+		}
+		c.batch = n
+		return nil
+	}
+}
+
+// Lease sets how long a claimed job is this worker's before another may take
+// it (its visibility timeout): at least a second, DefaultLease by default.
+// While the jobs of a batch run, the worker extends their lease every third
+// of it, so that only a stopped or hung process loses its jobs, which the
+// other workers then take again. Not for TransactionHeld workers.
+func Lease(d time.Duration) Option {
+	return func(c *consumer) error {
+		if d < time.Second {
+			return fmt.Errorf("Lease(%v): need at least 1s", d)
+		}
+		c.lease = d
+		return nil
+	}
+}
+
+// JobTimeout bounds each run of a job: its context ends after d, and the
+// run fails if it does not return nil. d must be positive; by default a run
+// is not bounded.
+func JobTimeout(d time.Duration) Option {
+	return func(c *consumer) error {
+		if d <= 0 {
+			return fmt.Errorf("JobTimeout(%v): need a positive duration", d)
+		}
+		c.jobTimeout = d
+		return nil
+	}
+}
+
+// Retry sets the wait before a failed job runs again, by its attempt; by
+// default backi.ExponentialBackoff(time.Second, time.Hour). b must not be nil.
+func Retry(b backi.Backoff) Option {
+	return func(c *consumer) error {
+		if b == nil {
+			return errors.New("Retry(nil): backoff is nil")
+		}
+		c.retry = b
+		return nil
+	}
+}
+
+// Poll sets the longest wait of an idle worker before it looks for jobs
+// again: at least 10ms, DefaultPoll by default. With the Queue running as a
+// service, enqueues wake idle workers at once, and polling finds only what a
+// notification missed and jobs enqueued to run later.
+func Poll(d time.Duration) Option {
+	return func(c *consumer) error {
+		if d < 10*time.Millisecond {
+			return fmt.Errorf("Poll(%v): need at least 10ms", d)
+		}
+		c.poll = d
+		return nil
+	}
+}
+
+// TransactionHeld makes the worker hold the jobs it claims with row locks in
+// an open transaction, instead of a lease: the handler gets that
+// transaction (Job.Tx), and the jobs' deletion commits with what the
+// handlers wrote, so that their effects in the same database happen
+// exactly once. A crash rolls everything back, the jobs included, which
+// other workers then take again; as the rollback also forgets the attempt,
+// a job that crashes the process runs again without end. The batch's
+// connection stays in a transaction while its jobs run, so keep batches
+// short.
+func TransactionHeld() Option {
+	return func(c *consumer) error {
+		c.held = true
+		return nil
+	}
+}
+
+// WorkerOptions passes options to the backi.Worker: concurrency, a
+// failure hook for the worker's own failures (the database's), an
+// observer, leadership... The worker sets backi.WithIdle from Poll; a
+// WithIdle here replaces it.
+func WorkerOptions(opts ...backi.Option) Option {
+	return func(c *consumer) error {
+		c.opts = append(c.opts, opts...)
+		return nil
+	}
+}
+
+// consumer is one Worker's configuration and state, shared by its loops.
+type consumer struct {
+	q          *Queue
+	queue      string
+	handler    Handler
+	batch      int
+	lease      time.Duration
+	jobTimeout time.Duration
+	retry      backi.Backoff
+	poll       time.Duration
+	held       bool
+	opts       []backi.Option
+
+	rescued atomic.Int64 // UnixNano of the latest rescue of expired leases
+}
+
+// maxRounds bounds the batches of one iteration, so that the worker's status
+// moves while a long queue drains.
+const maxRounds = 16
+
+// recordTimeout bounds the recording of a batch's outcomes once the worker
+// stops.
+const recordTimeout = 5 * time.Second
+
+// Worker returns a worker that runs handler for the jobs of queue in q. Each
+// iteration claims up to a batch of due jobs, runs them, records their
+// outcomes (done jobs are deleted), and claims the next batch in the same
+// round trip, for up to 16 batches; with no job due it returns
+// backi.ErrNoWork. Delivery is at least once: a job whose run's outcome
+// was not recorded (the process died) runs again. The worker is named
+// "pgqueue:" + queue. An invalid option is reported by Run.
+func Worker(q *Queue, queue string, handler Handler, opts ...Option) *backi.Worker {
+	c := &consumer{q: q, queue: queue, handler: handler, batch: DefaultBatch, lease: DefaultLease, poll: DefaultPoll,
+		retry: backi.ExponentialBackoff(time.Second, time.Hour)}
+	err := c.configure(opts)
+	bopts := append([]backi.Option{backi.WithIdle(min(10*time.Millisecond, c.poll), c.poll)}, c.opts...)
+	if err != nil {
+		bopts = append(bopts, backi.Invalid(fmt.Errorf("pgqueue: %w", err)))
+	}
+	w := backi.Loop("pgqueue:"+queue, c.iterate, bopts...)
+	if q != nil && err == nil {
+		q.register(queue, w)
+	}
+	return w
+}
+
+func (c *consumer) configure(opts []Option) error {
+	switch {
+	case c.q == nil:
+		return errors.New("Worker(nil, ...): the queue is nil")
+	case c.queue == "":
+		return errors.New("Worker: the queue name is empty")
+	case c.handler == nil:
+		return fmt.Errorf("Worker(%q): the handler is nil", c.queue)
+	}
+	for _, o := range opts {
+		if o == nil {
+			return fmt.Errorf("Worker(%q): a nil Option", c.queue)
+		}
+		if err := o(c); err != nil {
+			return fmt.Errorf("Worker(%q): %w", c.queue, err)
+		}
+	}
+	return nil
+}
+
+// iterate is one turn of a loop of the worker: up to maxRounds batches on
+// one connection.
+func (c *consumer) iterate(ctx context.Context) error {
+	conn, err := c.q.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
+	}
+	defer conn.Release()
+	if c.held {
+		return c.iterateHeld(ctx, conn)
+	}
+	if err := c.rescue(ctx, conn); err != nil {
+		return err
+	}
+	jobs, err := c.exchange(ctx, conn, nil, nil, true)
+	if err != nil {
+		return err
+	}
+	if len(jobs) == 0 {
+		return backi.ErrNoWork
+	}
+	for round := 1; ; round++ {
+		errs := c.runLeased(ctx, jobs)
+		if jobs, err = c.exchange(ctx, conn, jobs, errs, round < maxRounds); err != nil || len(jobs) == 0 {
+			return err
+		}
+	}
+}
+
+// claimSQL leases up to $2 due jobs of queue $1 for $3 seconds.
+const claimSQL = `
+UPDATE %[1]s AS j SET state = 1, attempts = j.attempts + 1, lease_until = now() + make_interval(secs => $3)
+FROM (
+	SELECT id FROM %[1]s WHERE queue = $1 AND state = 0 AND run_at <= now()
+	ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
+) AS due
+WHERE j.id = due.id
+RETURNING j.id, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at`
+
+// exchange records the outcomes errs of jobs and, if claim and ctx is not
+// done, claims the next batch, in one round trip, and returns the jobs
+// claimed. The round trip is not cut short by ctx, so that no outcome or
+// claim is lost to a stop: recordTimeout bounds it.
+func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job, errs []error, claim bool) ([]*Job, error) {
+	b := &pgx.Batch{}
+	c.queueOutcomes(b, jobs, errs)
+	claim = claim && ctx.Err() == nil
+	if claim {
+		b.Queue(fmt.Sprintf(claimSQL, c.q.table), c.queue, c.batch, c.lease.Seconds())
+	}
+	if b.Len() == 0 {
+		return nil, nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	br := conn.SendBatch(rctx, b)
+	defer br.Close()
+	records := b.Len()
+	if claim {
+		records--
+	}
+	for i := range records {
+		if _, err := br.Exec(); err != nil {
+			return nil, fmt.Errorf("pgqueue: %q: record outcomes (statement %d): %w", c.queue, i+1, err)
+		}
+	}
+	if !claim {
+		return nil, br.Close()
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
+	}
+	next, err := c.scan(rows)
+	if err != nil {
+		return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
+	}
+	if ctx.Err() != nil { // stopped meanwhile: give them back at once
+		released := make([]error, len(next))
+		for i := range released {
+			released[i] = errReleased
+		}
+		_, err := c.exchange(ctx, conn, next, released, false)
+		return nil, err
+	}
+	return next, nil
+}
+
+// scan reads claimed jobs, and orders them as the claim chose them.
+func (c *consumer) scan(rows pgx.Rows) ([]*Job, error) {
+	defer rows.Close()
+	var jobs []*Job
+	for rows.Next() {
+		j := &Job{Queue: c.queue, q: c.q}
+		var attempts, maxAttempts int32
+		if err := rows.Scan(&j.ID, &j.Payload, &attempts, &maxAttempts, &j.Priority, &j.RunAt, &j.CreatedAt); err != nil {
+			return nil, err
+		}
+		j.owned, j.Attempt, j.MaxAttempts = attempts, int(attempts), int(maxAttempts)
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(jobs, func(a, b *Job) int {
+		return cmp.Or(cmp.Compare(b.Priority, a.Priority), a.RunAt.Compare(b.RunAt), cmp.Compare(a.ID, b.ID))
+	})
+	return jobs, nil
+}
+
+// errReleased is the outcome of a job the worker did not run, or whose run
+// the worker's stop cut short: it is put back, its attempt not counted.
+var errReleased = errors.New("pgqueue: released")
+
+// runLeased runs jobs, extending their lease while they run.
+func (c *consumer) runLeased(ctx context.Context, jobs []*Job) []error {
+	hb := c.heartbeat(jobs)
+	defer hb.stop()
+	return c.runAll(ctx, jobs)
+}
+
+// runAll runs the handler for each job, one after the other, on a goroutine
+// of their own, so that a handler that calls runtime.Goexit fails its job
+// only: the jobs after it run on a new goroutine.
+func (c *consumer) runAll(ctx context.Context, jobs []*Job) []error {
+	errs := make([]error, len(jobs))
+	for i := 0; i < len(jobs); {
+		reached := make(chan int, 1)
+		go func() {
+			next := i
+			defer func() { reached <- next }()
+			for ; next < len(jobs); next++ {
+				errs[next] = c.runOne(ctx, jobs[next])
+			}
+		}()
+		if i = <-reached; i < len(jobs) {
+			errs[i] = errGoexit
+			i++
+		}
+	}
+	return errs
+}
+
+var errGoexit = errors.New("pgqueue: the handler called runtime.Goexit")
+
+// runOne runs the handler for job, and returns its outcome: nil when done.
+// Should the handler call runtime.Goexit, the job's savepoint is rolled back
+// on the way out, and runAll records the failure.
+func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
+	if ctx.Err() != nil {
+		return errReleased
+	}
+	jctx := ctx
+	if c.jobTimeout > 0 {
+		var cancel context.CancelFunc
+		jctx, cancel = context.WithTimeout(ctx, c.jobTimeout)
+		defer cancel()
+	}
+	normal := false
+	defer func() {
+		p := recover()
+		switch {
+		case p != nil:
+			err = &backi.PanicError{Value: p, Stack: debug.Stack()}
+		case !normal:
+			err = errGoexit
+		case err != nil && ctx.Err() != nil:
+			err = errReleased // cut short by the stop: not the job's failure
+		}
+		err = c.endSavepoint(ctx, job, err)
+	}()
+	err = c.handler(jctx, job)
+	normal = true
+	return err
+}
+
+// endSavepoint keeps the savepoint of job, if it has one, when err is nil,
+// and rolls it back otherwise; it returns the job's outcome.
+func (c *consumer) endSavepoint(ctx context.Context, job *Job, err error) error {
+	if job.sp == nil {
+		return err
+	}
+	sp := job.sp
+	job.sp = nil
+	if err != nil {
+		if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
+			return errors.Join(err, fmt.Errorf("pgqueue: roll back the job's savepoint: %w", rerr))
+		}
+		return err
+	}
+	if cerr := sp.Commit(context.WithoutCancel(ctx)); cerr != nil {
+		return fmt.Errorf("pgqueue: release the job's savepoint: %w", cerr)
+	}
+	return nil
+}
+
+// Outcomes, as the statements record them.
+const (
+	statePending = 0
+	stateDead    = 2
+)
+
+// doneSQL deletes leased jobs by id and lease token.
+const doneSQL = `
+DELETE FROM %[1]s AS j USING unnest($1::bigint[], $2::integer[]) AS d(id, token)
+WHERE j.id = d.id AND j.attempts = d.token AND j.state = $3`
+
+// settleSQL records the jobs that did not succeed: each goes back to
+// pending, due after its wait, or is dead; refund is the attempts given
+// back (a release or a snooze).
+const settleSQL = `
+UPDATE %[1]s AS j SET state = f.state, run_at = now() + make_interval(secs => f.wait),
+	attempts = j.attempts - f.refund + $8, lease_until = NULL,
+	last_error = coalesce(f.err, j.last_error), last_error_at = CASE WHEN f.err IS NULL THEN j.last_error_at ELSE now() END,
+	finished_at = CASE WHEN f.state = 2 THEN now() END
+FROM unnest($1::bigint[], $2::integer[], $3::smallint[], $4::float8[], $5::integer[], $6::text[]) AS f(id, token, state, wait, refund, err)
+WHERE j.id = f.id AND j.attempts = f.token AND j.state = $7`
+
+// queueOutcomes adds to b the statements that record the outcomes errs of
+// jobs: one for the done ones, one for the others.
+func (c *consumer) queueOutcomes(b *pgx.Batch, jobs []*Job, errs []error) {
+	held, bump := 1, 0 // a leased job is running, and its claim counted the attempt
+	if c.held {
+		held, bump = 0, 1 // a held job is still pending; a failure counts its attempt
+	}
+	var done, doneTokens []int64
+	var s struct {
+		ids, tokens, refunds []int64
+		states               []int16
+		waits                []float64
+		errs                 []*string
+	}
+	for i, job := range jobs {
+		err := errs[i]
+		if err == nil {
+			if !job.done {
+				done, doneTokens = append(done, job.ID), append(doneTokens, int64(job.owned))
+			}
+			continue
+		}
+		state, wait, refund, text := c.settle(job, err, bump)
+		s.ids, s.tokens, s.states = append(s.ids, job.ID), append(s.tokens, int64(job.owned)), append(s.states, state)
+		s.waits, s.refunds, s.errs = append(s.waits, wait.Seconds()), append(s.refunds, refund), append(s.errs, text)
+	}
+	if len(done) > 0 {
+		b.Queue(fmt.Sprintf(doneSQL, c.q.table), done, doneTokens, held)
+	}
+	if len(s.ids) > 0 {
+		b.Queue(fmt.Sprintf(settleSQL, c.q.table), s.ids, s.tokens, s.states, s.waits, s.refunds, s.errs, held, bump)
+	}
+}
+
+// settle says what becomes of job after err: its state, the wait before it
+// runs again, the attempt given back (the statement adds bump, the attempt
+// that a held job's claim did not count), and the error to keep (nil to
+// keep the last one).
+func (c *consumer) settle(job *Job, err error, bump int) (state int16, wait time.Duration, refund int64, text *string) {
+	var sn *snooze
+	var cl *cancelled
+	switch {
+	case errors.Is(err, errReleased):
+		return statePending, 0, 1, nil
+	case errors.As(err, &sn):
+		return statePending, max(sn.d, 0), 1, nil
+	}
+	msg := fmt.Sprint(err) // fmt contains a panicking Error method
+	if pe, ok := errors.AsType[*backi.PanicError](err); ok {
+		msg += "\n" + string(pe.Stack)
+	}
+	if errors.As(err, &cl) || job.Attempt >= job.MaxAttempts {
+		return stateDead, 0, 0, &msg
+	}
+	return statePending, c.retryWait(job.Attempt), 0, &msg
+}
+
+// retryWait asks the retry backoff for the wait after the failure of
+// attempt, containing a panic (then a minute).
+func (c *consumer) retryWait(attempt int) (d time.Duration) {
+	defer func() {
+		if recover() != nil || d < 0 {
+			d = time.Minute
+		}
+	}()
+	return c.retry.Wait(attempt)
+}
+
+// rescueSQL puts back the jobs of queue $1 whose lease ran out, or ends
+// them as dead when they have no attempt left.
+const rescueSQL = `
+UPDATE %[1]s SET state = CASE WHEN attempts >= max_attempts THEN 2 ELSE 0 END, lease_until = NULL, run_at = now(),
+	last_error = 'pgqueue: the lease ran out: the process running the job stopped or hung', last_error_at = now(),
+	finished_at = CASE WHEN attempts >= max_attempts THEN now() END
+WHERE state = 1 AND lease_until < now() AND queue = $1`
+
+// rescue puts back the jobs whose lease ran out, at most once a tenth of a
+// lease for the worker's loops together.
+func (c *consumer) rescue(ctx context.Context, conn *pgxpool.Conn) error {
+	now := time.Now().UnixNano()
+	last := c.rescued.Load()
+	if now-last < int64(c.lease/10) || !c.rescued.CompareAndSwap(last, now) {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf(rescueSQL, c.q.table), c.queue); err != nil {
+		return fmt.Errorf("pgqueue: %q: rescue expired leases: %w", c.queue, err)
+	}
+	return nil
+}
+
+// A heartbeat extends the lease of a batch's jobs every third of a lease,
+// on a connection of its own, while they run.
+type heartbeat struct {
+	c       *consumer
+	ids     []int64
+	tokens  []int64
+	mu      sync.Mutex
+	timer   *time.Timer
+	stopped bool
+	beating sync.WaitGroup
+}
+
+const extendSQL = `
+UPDATE %[1]s AS j SET lease_until = now() + make_interval(secs => $3)
+FROM unnest($1::bigint[], $2::integer[]) AS l(id, token)
+WHERE j.id = l.id AND j.attempts = l.token AND j.state = 1`
+
+func (c *consumer) heartbeat(jobs []*Job) *heartbeat {
+	h := &heartbeat{c: c}
+	for _, j := range jobs {
+		h.ids, h.tokens = append(h.ids, j.ID), append(h.tokens, int64(j.owned))
+	}
+	h.timer = time.AfterFunc(c.lease/3, h.beat)
+	return h
+}
+
+func (h *heartbeat) beat() {
+	h.mu.Lock()
+	if h.stopped {
+		h.mu.Unlock()
+		return
+	}
+	h.beating.Add(1)
+	h.mu.Unlock()
+	defer h.beating.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), h.c.lease/3)
+	defer cancel()
+	if _, err := h.c.q.pool.Exec(ctx, fmt.Sprintf(extendSQL, h.c.q.table), h.ids, h.tokens, h.c.lease.Seconds()); err != nil {
+		h.c.q.log.LogAttrs(ctx, slog.LevelError, "pgqueue: could not extend the jobs' lease", slog.String("queue", h.c.queue), slog.Any("err", err))
+	}
+	h.mu.Lock()
+	if !h.stopped {
+		h.timer.Reset(h.c.lease / 3)
+	}
+	h.mu.Unlock()
+}
+
+// stop ends the heartbeat, and waits for an extension in flight.
+func (h *heartbeat) stop() {
+	h.mu.Lock()
+	h.stopped = true
+	h.timer.Stop()
+	h.mu.Unlock()
+	h.beating.Wait()
+}
+
+// holdSQL locks up to $2 due jobs of queue $1 in the caller's transaction.
+const holdSQL = `
+SELECT id, payload, attempts, max_attempts, priority, run_at, created_at FROM %[1]s
+WHERE queue = $1 AND state = 0 AND run_at <= now()
+ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`
+
+// iterateHeld is iterate for a TransactionHeld worker: one batch, in one
+// transaction.
+func (c *consumer) iterateHeld(ctx context.Context, conn *pgxpool.Conn) (err error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	rows, err := tx.Query(ctx, fmt.Sprintf(holdSQL, c.q.table), c.queue, c.batch)
+	if err != nil {
+		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
+	}
+	jobs, err := c.scan(rows)
+	if err != nil {
+		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
+	}
+	if len(jobs) == 0 {
+		tx.Rollback(ctx)
+		return backi.ErrNoWork
+	}
+	for _, j := range jobs {
+		j.held = tx
+		j.Attempt++ // this run
+	}
+	errs := c.runAll(ctx, jobs)
+	b := &pgx.Batch{}
+	c.queueOutcomes(b, jobs, errs)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if b.Len() > 0 {
+		if err := tx.SendBatch(rctx, b).Close(); err != nil {
+			return fmt.Errorf("pgqueue: %q: record outcomes: %w", c.queue, err)
+		}
+	}
+	if err := tx.Commit(rctx); err != nil {
+		return fmt.Errorf("pgqueue: %q: commit: %w", c.queue, err)
+	}
+	return nil
+}
