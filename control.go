@@ -11,8 +11,8 @@ import (
 // ControlStore keeps whether workers are paused where every replica of a
 // service reads it, so that pausing a worker on one replica pauses it on all
 // of them, and across restarts (see WithControlStore). MemoryStore keeps it
-// in memory; package pgleader's Store in PostgreSQL. Implementations must be
-// safe for concurrent use.
+// in memory, which only the workers of one process share. Implementations
+// must be safe for concurrent use.
 type ControlStore interface {
 	// Paused returns whether the worker called name is paused, as the latest
 	// SetPaused for name recorded it; set is false when none has.
