@@ -47,8 +47,9 @@ type Observer interface {
 	// StateChange is called whenever a loop of a worker changes state: from
 	// StateNew (or the state a previous Run ended in) through running, idle,
 	// backing off, stuck, campaigning and paused, to StateStopped or
-	// StateFailed when the worker ends. For each loop, each call's from is the previous call's
-	// to, and calls never overlap: a StateChange that blocks holds that loop.
+	// StateFailed when the worker ends. For each loop, each call's from is
+	// the previous call's to, and calls never overlap: a StateChange that
+	// blocks holds that loop.
 	StateChange(worker string, loop int, from, to State)
 }
 

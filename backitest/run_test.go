@@ -369,7 +369,7 @@ func TestRunUntilFailures(t *testing.T) {
 		}
 	})
 	// The condition runs on the caller's goroutine, so it may end it as
-	// t.FatalNow does; the worker is stopped and joined all the same.
+	// t.FailNow does; the worker is stopped and joined all the same.
 	t.Run("Goexit", func(t *testing.T) {
 		w, _ := busy("fatal")
 		msg := failure(t, func(ft backitest.TB) {

@@ -37,8 +37,10 @@ func Find(patience time.Duration) []string {
 var testPatience = 5 * time.Second
 
 // Test fails t, when it ends, if goroutines started after the call are still
-// running 5 seconds later. Use it in tests that run beside goroutines of the
-// whole test binary:
+// running 5 seconds later; it checks after the cleanups registered after it.
+// Goroutines that ran before the call, such as those of the whole test
+// binary, are left out. It cannot tell another test's goroutines from t's,
+// so a test that uses it must not run in parallel with others:
 //
 //	leakcheck.Test(t)
 func Test(t testing.TB) {

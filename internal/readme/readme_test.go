@@ -1,10 +1,10 @@
 // Package readme checks that every Go block in the README compiles and is
-// gofmt-formatted, and runs
-// the one marked to run against PostgreSQL. Each block follows an HTML
-// comment, invisible on the page, whose first line is "readme-test:
-// compiled ..." or "readme-test: run against PostgreSQL ..." and whose other
-// lines are the file the block goes into, with a line BLOCK alone where it
-// goes. The program that runs must print "successes true failures 1".
+// gofmt-formatted, and runs the one marked to run against PostgreSQL. Each
+// block follows an HTML comment, invisible on the page, whose first line is
+// "readme-test: compiled ..." or "readme-test: run against PostgreSQL ..."
+// and whose other lines are the file the block goes into, with a line BLOCK
+// alone where it goes, indented as the block's code is there. The program
+// that runs must print "successes true failures 1".
 package readme
 
 import (

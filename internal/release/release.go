@@ -110,7 +110,11 @@ func release(dir, v string, dry bool, out io.Writer) error {
 		}
 	}
 	if dry {
-		fmt.Fprintf(out, "would set the require lines of %s to %s, commit, and tag %s\n", strings.Join(changed, ", "), v, strings.Join(tagged, " "))
+		if len(changed) == 0 {
+			fmt.Fprintf(out, "the require lines are at %s already; would tag %s\n", v, strings.Join(tagged, " "))
+		} else {
+			fmt.Fprintf(out, "would set the require lines of %s to %s, commit, and tag %s\n", strings.Join(changed, ", "), v, strings.Join(tagged, " "))
+		}
 		return nil
 	}
 	if len(changed) > 0 {

@@ -208,6 +208,34 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 }
 
+// The first release finds the require lines at its version already: it
+// commits nothing, tags HEAD, and its dry run says so.
+func TestFirstRelease(t *testing.T) {
+	repo := fakeRepo(t)
+	if _, err := git(repo, "tag", "-d", "v0.1.0"); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := git(repo, "rev-parse", "HEAD")
+	var dry bytes.Buffer
+	if err := release(repo, "v0.1.0", true, &dry); err != nil {
+		t.Fatal(err)
+	}
+	if want := "the require lines are at v0.1.0 already; would tag v0.1.0 cron/v0.1.0\n"; dry.String() != want {
+		t.Errorf("the dry run says:\n%s\nwant:\n%s", &dry, want)
+	}
+	if err := release(repo, "v0.1.0", false, new(bytes.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := git(repo, "rev-parse", "HEAD"); now != head {
+		t.Errorf("the first release committed: HEAD moved from %s to %s", head, now)
+	}
+	for _, tag := range []string{"v0.1.0", "cron/v0.1.0"} {
+		if at, err := git(repo, "rev-list", "-n1", tag); err != nil || at != head {
+			t.Errorf("tag %s is at %q (%v), want HEAD %s", tag, at, err, head)
+		}
+	}
+}
+
 // fakeRepo is a repository with a root module released at v0.1.0, a public
 // nested module and an example.
 func fakeRepo(t *testing.T) string {
