@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
-	"time"
 
 	"github.com/backi-go/backi"
 	"go.uber.org/fx"
@@ -23,7 +22,7 @@ const ServiceGroup = "backi.services"
 // so that the host's ordered shutdown, and its report of what outlived it,
 // end within fx's default stop timeout and leave time to the stop hooks
 // that run after the host's.
-const DefaultShutdownTimeout = 10 * time.Second
+const DefaultShutdownTimeout = fx.DefaultTimeout * 2 / 3
 
 // HostOptions are host options built from other values of the fx graph,
 // such as a logger another module provides. Provide one HostOptions value
@@ -44,7 +43,7 @@ type HostOptions []backi.HostOption
 // constructor may take any parameters fx can supply, fx.In structs
 // included. The worker is provided only to the group: to reach it from
 // elsewhere (to Wake it, say), provide it as a type of your own and pass
-// AsService a function from that type to the *backi.Worker. A constructor of
+// AsWorker a function from that type to the *backi.Worker. A constructor of
 // another shape is reported by fx.New, with an error that names AsWorker.
 // An error the constructor returns fails fx.New, as any constructor's does.
 func AsWorker(constructor any) any {
@@ -171,7 +170,9 @@ type bindParams struct {
 // On start, the host runs on a goroutine of its own, and the start hook
 // returns once the host runs every service, or fails with the host's
 // error when the host cannot start: an invalid option or service (named by
-// the error), no service at all, a service that fails at once, or a start
+// the error), no service at all, a service that fails before the hook sees
+// the host running (an HTTP server whose address is taken, most of the
+// time: one that fails later shuts the app down, as below), or a start
 // deadline that passes first (the hook then returns shortly before it, as
 // the stop hook does, and the cancelled host stops on its own goroutine).
 // When the host stops on its own after the app started (a service's error

@@ -707,8 +707,10 @@ func testStopDeadlineWithADrainingServer(t *testing.T, withWorker bool) {
 	if err := <-got; err != nil {
 		t.Fatalf("the request in flight failed: %v", err)
 	}
-	for host.State() != backi.HostStopped {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); host.State() != backi.HostStopped; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the host is still %v 10s after the request ended", host.State())
+		}
 	}
 }
 

@@ -102,12 +102,12 @@ func ExampleRunUntil() {
 func ExampleWithin() {
 	t := exampleT{}
 	w := backi.Loop("poller", func(ctx context.Context) error {
-		return backi.ErrNoWork // then idle for a second
-	}, silent)
+		return backi.ErrNoWork // then idle for an hour
+	}, backi.WithIdle(time.Hour, time.Hour), silent)
 
-	backitest.RunN(t, w, 2, backitest.Within(200*time.Millisecond))
+	backitest.RunN(t, w, 2, backitest.Within(2*time.Second))
 	// Output:
-	// the test fails: backitest: RunN("poller", 2): waited 200ms for 2 iterations to end (1 ended) (backitest.Within sets the bound); status: state idle, 1 iteration (0 successes, 0 failures, 1 no work)
+	// the test fails: backitest: RunN("poller", 2): waited 2s for 2 iterations to end (1 ended) (backitest.Within sets the bound); status: state idle, 1 iteration (0 successes, 0 failures, 1 no work)
 }
 
 func ExampleElector() {

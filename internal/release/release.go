@@ -99,6 +99,15 @@ func release(dir, v string, dry bool, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, m := range mods { // so that a release never stops half done
+		if m.Public && m.Dir != "." {
+			if found, err := git(root, "tag", "--list", m.Tag(v)); err != nil {
+				return err
+			} else if found != "" {
+				return fmt.Errorf("tag %s exists already", found)
+			}
+		}
+	}
 	changed, err := requireVersion(root, mods, v, dry)
 	if err != nil {
 		return err

@@ -91,8 +91,12 @@ func TestPublishedModulesAreGettable(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := os.Stat(filepath.Join(cache, filepath.FromSlash(escaped)+"@"+r.Version)); err == nil {
-					t.Errorf("%s's consumer downloaded the code of %s, which only its tests use", m.Path, r)
+				extracted := filepath.Join(cache, filepath.FromSlash(escaped)+"@"+r.Version)
+				zipped := filepath.Join(cache, "cache", "download", filepath.FromSlash(escaped), "@v", r.Version+".zip")
+				for _, p := range []string{extracted, zipped} {
+					if _, err := os.Stat(p); err == nil {
+						t.Errorf("%s's consumer downloaded the code of %s, which only its tests use: %s", m.Path, r, p)
+					}
 				}
 			}
 		})
@@ -178,6 +182,15 @@ func TestReleaseRefuses(t *testing.T) {
 		if err := release(repo, v, false, new(bytes.Buffer)); err == nil {
 			t.Errorf("version %q: released", v)
 		}
+	}
+	if _, err := git(repo, "tag", "cron/v0.3.0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := release(repo, "v0.3.0", false, new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), "cron/v0.3.0 exists") {
+		t.Errorf("a nested module's tag exists: got %v", err)
+	}
+	if _, err := git(repo, "tag", "-d", "cron/v0.3.0"); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(repo, "new.go"), []byte("package backi\n"), 0o644); err != nil {
 		t.Fatal(err)

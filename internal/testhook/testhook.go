@@ -1,7 +1,7 @@
 // Package testhook lets package backitest watch one Run of a worker, even a
 // worker with an observer of its own: Worker.Run also tells the observer of
 // the Hook that its context carries under Key, after the worker's own. It is
-// internal so that only backitest can use it.
+// internal so that only this repository's packages can use it.
 package testhook
 
 // Key is the context key of a Hook.
