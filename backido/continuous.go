@@ -71,10 +71,27 @@ func resolve[T backi.Iteration](worker string, turn *do.Scope) (backi.Iteration,
 		err = errors.New("its provider returned nil")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("backido: worker %q: resolving %s in scope %s: %w", worker, do.NameOf[T](), turn.Name(), err)
+		return nil, &turnError{worker, fmt.Sprintf("resolving %s in scope %s", do.NameOf[T](), turn.Name()), err}
 	}
 	return it, nil
 }
+
+// turnError is the failure of one step of a turn. Its text is made when it
+// is read, not when the failure happens: formatting an error whose Error
+// method panics (fmt does not contain one that panics with itself) would
+// otherwise panic in backido, and end the process on the goroutines that
+// shut services down.
+type turnError struct {
+	worker string
+	step   string // what failed: "resolving T in scope s"
+	err    error
+}
+
+func (e *turnError) Error() string {
+	return fmt.Sprintf("backido: worker %q: %s: %v", e.worker, e.step, e.err)
+}
+
+func (e *turnError) Unwrap() error { return e.err }
 
 // scopes opens and closes the scopes of a worker's turns. Each turn's scope
 // is a child of a holder: a child of root that serves one turn at a time,
@@ -109,7 +126,7 @@ func (s *scopes) open(ctx context.Context, bs *backi.Scope) (*do.Scope, error) {
 		return struct{}{}, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("backido: worker %q: registering the services of scope %s: %w", s.worker, turn.Name(), err)
+		return nil, &turnError{s.worker, "registering the services of scope " + turn.Name(), err}
 	}
 	return turn, nil
 }
@@ -127,7 +144,7 @@ func (s *scopes) holder() (*do.Scope, error) {
 	name := fmt.Sprintf("backido:%s:%d", s.worker, s.holders.Add(1))
 	h, err := protect(func() (*do.Scope, error) { return s.root.Scope(name), nil })
 	if err != nil {
-		return nil, fmt.Errorf("backido: worker %q: opening scope %s in the root injector: %w", s.worker, name, err)
+		return nil, &turnError{s.worker, fmt.Sprintf("opening scope %s in the root injector", name), err}
 	}
 	return h, nil
 }

@@ -61,7 +61,7 @@ func (s *scopes) shutdownAll(ctx context.Context, scope *do.Scope, names []strin
 					err = &backi.PanicError{Value: v, Stack: debug.Stack()}
 				}
 				if err != nil {
-					errs[i] = fmt.Errorf("backido: worker %q: shutting down %s in scope %s: %w", s.worker, name, scope.Name(), err)
+					errs[i] = &turnError{s.worker, fmt.Sprintf("shutting down %s in scope %s", name, scope.Name()), err}
 				}
 			}()
 			err = do.ShutdownNamedWithContext(ctx, scope, name)
