@@ -104,12 +104,16 @@ type scopes struct {
 	root     do.Injector
 	register func(do.Injector)
 
-	turns   atomic.Uint64 // turns begun, to name their scopes
-	holders atomic.Uint64 // holders made, to name them
+	turns atomic.Uint64 // turns begun, to name their scopes
 
 	mu   sync.Mutex
 	free []*do.Scope // holders no turn uses
 }
+
+// holdersMade numbers the holders of every worker, so that two workers of
+// one name do not name their holders alike in one root, where do refuses a
+// second scope of a name.
+var holdersMade atomic.Uint64
 
 // open opens the scope of a new turn that runs with ctx, and defers its
 // shutdown to the end of the turn with bs.
@@ -141,7 +145,7 @@ func (s *scopes) holder() (*do.Scope, error) {
 		return h, nil
 	}
 	s.mu.Unlock()
-	name := fmt.Sprintf("backido:%s:%d", s.worker, s.holders.Add(1))
+	name := fmt.Sprintf("backido:%s:%d", s.worker, holdersMade.Add(1))
 	h, err := protect(func() (*do.Scope, error) { return s.root.Scope(name), nil })
 	if err != nil {
 		return nil, &turnError{s.worker, fmt.Sprintf("opening scope %s in the root injector", name), err}
