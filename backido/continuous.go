@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/backi-go/backi"
 	"github.com/samber/do/v2"
@@ -23,9 +24,13 @@ import (
 // resolution, with the dependencies they invoke, from the turn's scope first
 // and from root for the rest. After the turn, whatever its outcome (success,
 // error, panic, cancellation), every service of the turn's scope is shut
-// down, dependents before their dependencies, as one cleanup of the turn
-// bounded by the worker's [backi.WithCleanupTimeout]; then the scope is
-// forgotten.
+// down, dependents before their dependencies, as one cleanup of the turn; then
+// the scope is forgotten. The services are shut down in rounds, each of the
+// services on which no remaining one depends, in parallel, and each round has
+// the worker's [backi.WithCleanupTimeout], so that a Shutdown that takes all
+// of it does not keep the services it uses from being shut down. backi
+// abandons the cleanup past that timeout (the turn fails, and the worker goes
+// on); the services left are shut down after, on the cleanup's goroutine.
 //
 // A turn fails, with an error that starts "backido: worker" and names the
 // worker, when scoped panics, when T cannot be resolved (a service is
@@ -42,9 +47,9 @@ import (
 //
 // The worker keeps, as children of root, the scopes in which it opens the
 // turns' scopes: as many as were ever in use at once, one per loop, and one
-// more while a shutdown that backi abandoned still runs. They hold no service,
-// and are forgotten with root's other children when root shuts down. Shut
-// root down after the worker's Run has returned.
+// more for each shutdown that backi abandoned and that still runs. They hold
+// no service, and are forgotten with root's other children when root shuts
+// down. Shut root down after the worker's Run has returned.
 func Continuous[T backi.Iteration](name string, root do.Injector, scoped func(do.Injector), opts ...backi.Option) (*backi.Worker, error) {
 	switch {
 	case name == "":
@@ -158,7 +163,11 @@ func (s *scopes) holder() (*do.Scope, error) {
 // turn's scope still holds services is kept out of use, so that do never
 // shuts them down itself (see shutdown).
 func (s *scopes) close(ctx context.Context, h, turn *do.Scope) error {
-	err := s.shutdown(ctx, turn)
+	round := backi.DefaultCleanupTimeout // backi's cleanups have a deadline
+	if dl, ok := ctx.Deadline(); ok {
+		round = time.Until(dl)
+	}
+	err := s.shutdown(ctx, turn, round)
 	if len(own(turn)) > 0 {
 		return err
 	}

@@ -23,9 +23,11 @@
 // a new one.
 //
 // The shutdown of a turn's services is one scope cleanup of the turn (see
-// [backi.Scope.Defer]): bounded by [backi.WithCleanupTimeout], and a failure
-// of the turn when a Shutdown returns an error, panics, calls runtime.Goexit
-// or outlives the timeout. A provider that blocks holds its turn, as a build
+// [backi.Scope.Defer]), and a failure of the turn when a Shutdown returns an
+// error, panics, calls runtime.Goexit or outlives [backi.WithCleanupTimeout].
+// Each round of it (the services that no remaining one depends on, in
+// parallel) has that timeout: a slow Shutdown does not cost the services it
+// uses theirs. A provider that blocks holds its turn, as a build
 // function does: make it honour the turn's context, and
 // [backi.WithStuckAfter] reports it. A transient service (do.Transient) is
 // built at every invocation and never shut down by do; an alias (do.As)

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/backi-go/backi"
 	"github.com/samber/do/v2"
@@ -21,13 +22,16 @@ const maxLate = 100
 // scope depends, in parallel, until none is left. It does what do's
 // Scope.ShutdownWithContext does, but calls each Shutdown method on a
 // goroutine that contains its panic or runtime.Goexit: do calls them on
-// goroutines of its own, where a panic ends the process. Each service is
-// shut down once, even when its Shutdown fails; the errors are returned
-// together.
-func (s *scopes) shutdown(ctx context.Context, scope *do.Scope) error {
+// goroutines of its own, where a panic ends the process. Each round gets a
+// context of its own, with ctx's values, that ends after timeout: do skips
+// the Shutdown of a service whose context has ended, so that one context for
+// all would leave a service unshut when the Shutdown of one that uses it
+// takes the whole timeout. Each service is shut down once, even when its
+// Shutdown fails; the errors are returned together.
+func (s *scopes) shutdown(ctx context.Context, scope *do.Scope, timeout time.Duration) error {
 	var errs []error
 	for _, child := range scope.Children() {
-		errs = append(errs, s.shutdown(ctx, child))
+		errs = append(errs, s.shutdown(ctx, child, timeout))
 	}
 	budget := -1 // rounds left, once the services are counted
 	for {
@@ -43,7 +47,9 @@ func (s *scopes) shutdown(ctx context.Context, scope *do.Scope) error {
 			break
 		}
 		budget--
-		errs = append(errs, s.shutdownAll(ctx, scope, ready(scope, names)))
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		errs = append(errs, s.shutdownAll(rctx, scope, ready(scope, names)))
+		cancel()
 	}
 	return errors.Join(errs...)
 }
