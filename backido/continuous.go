@@ -39,7 +39,10 @@ import (
 // when the shutdown of one of the turn's services returns an error, panics,
 // calls runtime.Goexit or is still running at the cleanup timeout; a turn
 // fails once, with all of these errors. The worker then waits as after any
-// failure, so a missing service does not make it spin.
+// failure, so a missing service does not make it spin. do recovers a
+// provider's panic itself and makes an error of it: the turn's error matches
+// the panic's value when that is an error, but is no *backi.PanicError and
+// carries no stack.
 //
 // Continuous returns an error, and no worker, when name is empty, root is
 // nil or scoped is nil; use do.Package() for a turn with no services of its

@@ -16,6 +16,10 @@
 //     after the turn, whatever its outcome, dependents first (T before the
 //     transaction it uses). The turn's context is registered in the turn's
 //     scope too: a provider there gets it with do.Invoke[context.Context].
+//     It is the context the iteration runs with: it ends when the worker
+//     stops or the turn times out, not when the turn ends, so a service that
+//     keeps it must not wait for it to end; a Shutdown method gets a context
+//     of its own.
 //
 // A provider in root that invokes a service of the turn's scope does not
 // find it: root's services resolve from root. Register T in root, and every
