@@ -297,3 +297,87 @@ func TestACycleInRootDoesNotCrash(t *testing.T) {
 		}
 	})
 }
+
+// querier is what do.As makes of a tx in the turn's scope.
+type querier interface {
+	Shutdown(context.Context) error
+}
+
+// lingers is a turn's service whose Shutdown takes a second, then notes it.
+type lingers struct {
+	w    *world
+	name string
+	tx   *tx
+}
+
+func (l *lingers) Run(context.Context) error { return nil }
+
+func (l *lingers) Shutdown() {
+	time.Sleep(time.Second)
+	l.w.note("%s shut down", l.name)
+}
+
+// TestAnAliasDoesNotShutItsTargetDownEarly registers the tx under an alias
+// as well (do.As), which shuts the tx down when it is itself shut down: the
+// services that use the tx, directly or through the alias, are still shut
+// down before it.
+func TestAnAliasDoesNotShutItsTargetDownEarly(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		scoped func(wd *world) func(do.Injector)
+		first  []string // shut down before the tx
+	}{
+		{"alias unused", func(wd *world) func(do.Injector) {
+			return func(i do.Injector) {
+				wd.scoped(i)
+				do.MustAs[*tx, querier](i)
+				do.Provide(i, func(i do.Injector) (*lingers, error) {
+					return &lingers{w: wd, name: "job", tx: do.MustInvoke[*tx](i)}, nil
+				})
+			}
+		}, []string{"job shut down"}},
+		{"alias used beside the tx", func(wd *world) func(do.Injector) {
+			return func(i do.Injector) {
+				wd.scoped(i)
+				do.MustAs[*tx, querier](i)
+				do.ProvideNamed(i, "repo", func(i do.Injector) (*lingers, error) {
+					return &lingers{w: wd, name: "repo", tx: do.MustInvoke[*tx](i)}, nil
+				})
+				do.Provide(i, func(i do.Injector) (*lingers, error) {
+					do.MustInvoke[querier](i)
+					return &lingers{w: wd, name: "job", tx: do.MustInvokeNamed[*lingers](i, "repo").tx}, nil
+				})
+			}
+		}, []string{"job shut down", "repo shut down"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				wd := newWorld(t)
+				obs := &results{}
+				w, err := backido.Continuous[*lingers]("alias", wd.root, tc.scoped(wd), backi.WithLogger(quiet), backi.WithObserver(obs))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				obs.end = cancel // one turn
+				if err := w.Run(ctx); err != nil {
+					t.Fatal(err)
+				}
+				got := wd.journal()
+				closed := slices.Index(got, "close tx 1")
+				for _, e := range tc.first {
+					if i := slices.Index(got, e); i < 0 || closed < i {
+						t.Errorf("journal %q: %q is not before the tx's shutdown", got, e)
+					}
+				}
+				if n := strings.Count(strings.Join(got, "\n"), "close tx"); n != 1 {
+					t.Errorf("the tx was shut down %d times", n)
+				}
+				if st := w.Status(); st.Failures != 0 {
+					t.Errorf("%d failures, the last %v", st.Failures, st.LastError)
+				}
+				holders(t, wd.root, 1)
+			})
+		})
+	}
+}
