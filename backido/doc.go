@@ -34,7 +34,8 @@
 // uses theirs. A provider that blocks holds its turn, as a build
 // function does: make it honour the turn's context, and
 // [backi.WithStuckAfter] reports it. A transient service (do.Transient) is
-// built at every invocation and never shut down by do; an alias (do.As)
-// registered in the turn's scope shuts its target down with it, even a
-// service of root.
+// built at every invocation and never shut down by do. An alias (do.As)
+// registered in the turn's scope counts as its target: the services that use
+// either are shut down before the target. Its own shutdown, after the
+// turn's other services, is its target's: it shuts down a target of root.
 package backido
