@@ -381,3 +381,64 @@ func TestAnAliasDoesNotShutItsTargetDownEarly(t *testing.T) {
 		})
 	}
 }
+
+// TestTheWaysToRegisterT registers T as a transient service, as a value,
+// and not at all in the turn's scope but in root: each turn runs, and the
+// turn's tx is shut down after it; do shuts a transient T down never, a
+// value after each turn, and one of root only with root.
+func TestTheWaysToRegisterT(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		scoped  func(wd *world) func(do.Injector)
+		jobDown int // job shut down lines after three turns
+	}{
+		{"transient", func(wd *world) func(do.Injector) {
+			return func(i do.Injector) {
+				wd.scoped(i)
+				do.OverrideTransient(i, func(i do.Injector) (*job, error) { return &job{w: wd, tx: do.MustInvoke[*tx](i)}, nil })
+			}
+		}, 0},
+		{"value", func(wd *world) func(do.Injector) {
+			return func(i do.Injector) {
+				wd.scoped(i)
+				do.OverrideValue(i, &job{w: wd, tx: do.MustInvoke[*tx](i)}) // built at registration
+			}
+		}, 3},
+		{"in root", func(wd *world) func(do.Injector) {
+			do.Provide(wd.root, func(i do.Injector) (*job, error) { return &job{w: wd, tx: &tx{w: wd}}, nil })
+			return func(i do.Injector) {}
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				wd := newWorld(t)
+				scoped := tc.scoped(wd)
+				obs := &results{}
+				w, err := backido.Continuous[*job]("kinds", wd.root, scoped, backi.WithLogger(quiet), backi.WithObserver(obs))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				obs.end = func() {
+					if len(obs.list) == 3 {
+						cancel()
+					}
+				}
+				if err := w.Run(ctx); err != nil {
+					t.Fatal(err)
+				}
+				journal := strings.Join(wd.journal(), "\n")
+				if st := w.Status(); st.Iterations != 3 || st.Failures != 0 {
+					t.Fatalf("%d iterations, %d failures (the last %v); want 3 successes", st.Iterations, st.Failures, st.LastError)
+				}
+				if begun, closed := strings.Count(journal, "begin tx"), strings.Count(journal, "close tx"); begun != closed {
+					t.Errorf("%d tx begun, %d shut down:\n%s", begun, closed, journal)
+				}
+				if n := strings.Count(journal, "shut down") - strings.Count(journal, "pool shut down"); n != tc.jobDown {
+					t.Errorf("the job was shut down %d times, want %d:\n%s", n, tc.jobDown, journal)
+				}
+				holders(t, wd.root, 1)
+			})
+		})
+	}
+}
