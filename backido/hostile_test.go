@@ -442,3 +442,35 @@ func TestTheWaysToRegisterT(t *testing.T) {
 		})
 	}
 }
+
+// TestRootShutDown shuts root down before Run, and during the first turn:
+// the turns that follow fail, as root has lost the pool, and the worker
+// waits between them and stops when asked.
+func TestRootShutDown(t *testing.T) {
+	for _, during := range []bool{false, true} {
+		t.Run(fmt.Sprint("during a turn: ", during), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				wd := newWorld(t)
+				if !during {
+					wd.root.Shutdown()
+				}
+				wd.run = func(n int, _ context.Context) error {
+					if n == 1 {
+						wd.root.Shutdown()
+					}
+					return nil
+				}
+				w := mustContinuous(t, "orphan", wd, backi.WithBackoff(backi.ConstantBackoff(time.Second)))
+				ctx, cancel := context.WithTimeout(t.Context(), 3500*time.Millisecond)
+				defer cancel()
+				if err := w.Run(ctx); err != nil {
+					t.Fatal(err)
+				}
+				st := w.Status()
+				if st.Failures < 3 || !errors.Is(st.LastError, do.ErrServiceNotFound) || !strings.Contains(st.LastError.Error(), "pool") {
+					t.Fatalf("%d failures, the last %v; want one a second, for the missing pool", st.Failures, st.LastError)
+				}
+			})
+		})
+	}
+}
