@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/backi-go/backi"
 	"github.com/samber/do/v2"
@@ -23,9 +24,13 @@ import (
 // resolution, with the dependencies they invoke, from the turn's scope first
 // and from root for the rest. After the turn, whatever its outcome (success,
 // error, panic, cancellation), every service of the turn's scope is shut
-// down, dependents before their dependencies, as one cleanup of the turn
-// bounded by the worker's [backi.WithCleanupTimeout]; then the scope is
-// forgotten.
+// down, dependents before their dependencies, as one cleanup of the turn; then
+// the scope is forgotten. The services are shut down in rounds, each of the
+// services on which no remaining one depends, in parallel, and each round has
+// the worker's [backi.WithCleanupTimeout], so that a Shutdown that takes all
+// of it does not keep the services it uses from being shut down. backi
+// abandons the cleanup past that timeout (the turn fails, and the worker goes
+// on); the services left are shut down after, on the cleanup's goroutine.
 //
 // A turn fails, with an error that starts "backido: worker" and names the
 // worker, when scoped panics, when T cannot be resolved (a service is
@@ -34,7 +39,10 @@ import (
 // when the shutdown of one of the turn's services returns an error, panics,
 // calls runtime.Goexit or is still running at the cleanup timeout; a turn
 // fails once, with all of these errors. The worker then waits as after any
-// failure, so a missing service does not make it spin.
+// failure, so a missing service does not make it spin. do recovers a
+// provider's panic itself and makes an error of it: the turn's error matches
+// the panic's value when that is an error, but is no *backi.PanicError and
+// carries no stack.
 //
 // Continuous returns an error, and no worker, when name is empty, root is
 // nil or scoped is nil; use do.Package() for a turn with no services of its
@@ -42,9 +50,9 @@ import (
 //
 // The worker keeps, as children of root, the scopes in which it opens the
 // turns' scopes: as many as were ever in use at once, one per loop, and one
-// more while a shutdown that backi abandoned still runs. They hold no service,
-// and are forgotten with root's other children when root shuts down. Shut
-// root down after the worker's Run has returned.
+// more for each shutdown that backi abandoned and that still runs. They hold
+// no service, and are forgotten with root's other children when root shuts
+// down. Shut root down after the worker's Run has returned.
 func Continuous[T backi.Iteration](name string, root do.Injector, scoped func(do.Injector), opts ...backi.Option) (*backi.Worker, error) {
 	switch {
 	case name == "":
@@ -71,10 +79,27 @@ func resolve[T backi.Iteration](worker string, turn *do.Scope) (backi.Iteration,
 		err = errors.New("its provider returned nil")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("backido: worker %q: resolving %s in scope %s: %w", worker, do.NameOf[T](), turn.Name(), err)
+		return nil, &turnError{worker, fmt.Sprintf("resolving %s in scope %s", do.NameOf[T](), turn.Name()), err}
 	}
 	return it, nil
 }
+
+// turnError is the failure of one step of a turn. Its text is made when it
+// is read, not when the failure happens: formatting an error whose Error
+// method panics (fmt does not contain one that panics with itself) would
+// otherwise panic in backido, and end the process on the goroutines that
+// shut services down.
+type turnError struct {
+	worker string
+	step   string // what failed: "resolving T in scope s"
+	err    error
+}
+
+func (e *turnError) Error() string {
+	return fmt.Sprintf("backido: worker %q: %s: %v", e.worker, e.step, e.err)
+}
+
+func (e *turnError) Unwrap() error { return e.err }
 
 // scopes opens and closes the scopes of a worker's turns. Each turn's scope
 // is a child of a holder: a child of root that serves one turn at a time,
@@ -87,12 +112,16 @@ type scopes struct {
 	root     do.Injector
 	register func(do.Injector)
 
-	turns   atomic.Uint64 // turns begun, to name their scopes
-	holders atomic.Uint64 // holders made, to name them
+	turns atomic.Uint64 // turns begun, to name their scopes
 
 	mu   sync.Mutex
 	free []*do.Scope // holders no turn uses
 }
+
+// holdersMade numbers the holders of every worker, so that two workers of
+// one name do not name their holders alike in one root, where do refuses a
+// second scope of a name.
+var holdersMade atomic.Uint64
 
 // open opens the scope of a new turn that runs with ctx, and defers its
 // shutdown to the end of the turn with bs.
@@ -109,7 +138,7 @@ func (s *scopes) open(ctx context.Context, bs *backi.Scope) (*do.Scope, error) {
 		return struct{}{}, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("backido: worker %q: registering the services of scope %s: %w", s.worker, turn.Name(), err)
+		return nil, &turnError{s.worker, "registering the services of scope " + turn.Name(), err}
 	}
 	return turn, nil
 }
@@ -124,10 +153,10 @@ func (s *scopes) holder() (*do.Scope, error) {
 		return h, nil
 	}
 	s.mu.Unlock()
-	name := fmt.Sprintf("backido:%s:%d", s.worker, s.holders.Add(1))
+	name := fmt.Sprintf("backido:%s:%d", s.worker, holdersMade.Add(1))
 	h, err := protect(func() (*do.Scope, error) { return s.root.Scope(name), nil })
 	if err != nil {
-		return nil, fmt.Errorf("backido: worker %q: opening scope %s in the root injector: %w", s.worker, name, err)
+		return nil, &turnError{s.worker, fmt.Sprintf("opening scope %s in the root injector", name), err}
 	}
 	return h, nil
 }
@@ -137,7 +166,11 @@ func (s *scopes) holder() (*do.Scope, error) {
 // turn's scope still holds services is kept out of use, so that do never
 // shuts them down itself (see shutdown).
 func (s *scopes) close(ctx context.Context, h, turn *do.Scope) error {
-	err := s.shutdown(ctx, turn)
+	round := backi.DefaultCleanupTimeout // backi's cleanups have a deadline
+	if dl, ok := ctx.Deadline(); ok {
+		round = time.Until(dl)
+	}
+	err := s.shutdown(ctx, turn, round)
 	if len(own(turn)) > 0 {
 		return err
 	}

@@ -262,6 +262,12 @@ func TestResolutionFailuresFailTheTurn(t *testing.T) {
 		{"provider panic", func(wd *world) func(do.Injector) {
 			return failFirst(wd, func(*tx) (*job, error) { panic("in the provider") })
 		}, `resolving *github.com/backi-go/backi/backido_test.job in scope resolution#1: DI: in the provider`, nil},
+		{"provider panics with an error", func(wd *world) func(do.Injector) {
+			return failFirst(wd, func(*tx) (*job, error) { panic(errCommit) })
+		}, `resolving *github.com/backi-go/backi/backido_test.job in scope resolution#1: commit failed`, func(err error) bool {
+			var pe *backi.PanicError
+			return errors.Is(err, errCommit) && !errors.As(err, &pe) // do recovers it, without its stack
+		}},
 		{"nil iteration", func(wd *world) func(do.Injector) {
 			return failFirst(wd, func(*tx) (*job, error) { return nil, nil })
 		}, `resolving *github.com/backi-go/backi/backido_test.job in scope resolution#1: its provider returned nil`, nil},

@@ -16,6 +16,10 @@
 //     after the turn, whatever its outcome, dependents first (T before the
 //     transaction it uses). The turn's context is registered in the turn's
 //     scope too: a provider there gets it with do.Invoke[context.Context].
+//     It is the context the iteration runs with: it ends when the worker
+//     stops or the turn times out, not when the turn ends, so a service that
+//     keeps it must not wait for it to end; a Shutdown method gets a context
+//     of its own.
 //
 // A provider in root that invokes a service of the turn's scope does not
 // find it: root's services resolve from root. Register T in root, and every
@@ -23,12 +27,15 @@
 // a new one.
 //
 // The shutdown of a turn's services is one scope cleanup of the turn (see
-// [backi.Scope.Defer]): bounded by [backi.WithCleanupTimeout], and a failure
-// of the turn when a Shutdown returns an error, panics, calls runtime.Goexit
-// or outlives the timeout. A provider that blocks holds its turn, as a build
+// [backi.Scope.Defer]), and a failure of the turn when a Shutdown returns an
+// error, panics, calls runtime.Goexit or outlives [backi.WithCleanupTimeout].
+// Each round of it (the services that no remaining one depends on, in
+// parallel) has that timeout: a slow Shutdown does not cost the services it
+// uses theirs. A provider that blocks holds its turn, as a build
 // function does: make it honour the turn's context, and
 // [backi.WithStuckAfter] reports it. A transient service (do.Transient) is
-// built at every invocation and never shut down by do; an alias (do.As)
-// registered in the turn's scope shuts its target down with it, even a
-// service of root.
+// built at every invocation and never shut down by do. An alias (do.As)
+// registered in the turn's scope counts as its target: the services that use
+// either are shut down before the target. Its own shutdown, after the
+// turn's other services, is its target's: it shuts down a target of root.
 package backido

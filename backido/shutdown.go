@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"sync"
+	"time"
 
 	"github.com/backi-go/backi"
 	"github.com/samber/do/v2"
@@ -21,13 +21,16 @@ const maxLate = 100
 // scope depends, in parallel, until none is left. It does what do's
 // Scope.ShutdownWithContext does, but calls each Shutdown method on a
 // goroutine that contains its panic or runtime.Goexit: do calls them on
-// goroutines of its own, where a panic ends the process. Each service is
-// shut down once, even when its Shutdown fails; the errors are returned
-// together.
-func (s *scopes) shutdown(ctx context.Context, scope *do.Scope) error {
+// goroutines of its own, where a panic ends the process. Each round gets a
+// context of its own, with ctx's values, that ends after timeout: do skips
+// the Shutdown of a service whose context has ended, so that one context for
+// all would leave a service unshut when the Shutdown of one that uses it
+// takes the whole timeout. Each service is shut down once, even when its
+// Shutdown fails; the errors are returned together.
+func (s *scopes) shutdown(ctx context.Context, scope *do.Scope, timeout time.Duration) error {
 	var errs []error
 	for _, child := range scope.Children() {
-		errs = append(errs, s.shutdown(ctx, child))
+		errs = append(errs, s.shutdown(ctx, child, timeout))
 	}
 	budget := -1 // rounds left, once the services are counted
 	for {
@@ -43,7 +46,9 @@ func (s *scopes) shutdown(ctx context.Context, scope *do.Scope) error {
 			break
 		}
 		budget--
-		errs = append(errs, s.shutdownAll(ctx, scope, ready(scope, names)))
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		errs = append(errs, s.shutdownAll(rctx, scope, ready(scope, names)))
+		cancel()
 	}
 	return errors.Join(errs...)
 }
@@ -61,7 +66,7 @@ func (s *scopes) shutdownAll(ctx context.Context, scope *do.Scope, names []strin
 					err = &backi.PanicError{Value: v, Stack: debug.Stack()}
 				}
 				if err != nil {
-					errs[i] = fmt.Errorf("backido: worker %q: shutting down %s in scope %s: %w", s.worker, name, scope.Name(), err)
+					errs[i] = &turnError{s.worker, fmt.Sprintf("shutting down %s in scope %s", name, scope.Name()), err}
 				}
 			}()
 			err = do.ShutdownNamedWithContext(ctx, scope, name)
@@ -82,21 +87,54 @@ func own(scope *do.Scope) []string {
 	return names
 }
 
-// ready returns those of the named services of scope on which none of the
-// others depends, or all of them when each has a dependent (a cycle), as do
-// does.
+// ready returns those of the named services of scope that no other one of
+// them needs any more, or, when each is needed (a cycle), all of them, as do
+// does. An alias (do.As) is needed by what depends on it, and its Shutdown
+// is its target's: a service is needed by the dependents of its aliases too,
+// and aliases come last, when no other service is left, so that each target
+// is shut down in its own turn, and its aliases then find nothing to shut.
 func ready(scope *do.Scope, names []string) []string {
-	var out []string
+	info := make(map[string]do.ExplainServiceOutput, len(names))
 	for _, name := range names {
-		e, ok := do.ExplainNamedService(scope, name)
-		if !ok || !slices.ContainsFunc(e.Dependents, func(d do.ExplainServiceDependencyOutput) bool {
-			return d.ScopeID == scope.ID() && slices.Contains(names, d.Service)
-		}) {
-			out = append(out, name)
+		if e, ok := do.ExplainNamedService(scope, name); ok {
+			info[name] = e
 		}
 	}
-	if len(out) == 0 {
-		return names
+	alias := func(name string) bool { return info[name].ServiceType == do.ServiceTypeAlias }
+	// needed tells whether a service of names other than an alias depends on
+	// name, directly or through aliases.
+	var needed func(name string, seen map[string]bool) bool
+	needed = func(name string, seen map[string]bool) bool {
+		for _, d := range info[name].Dependents {
+			if _, ok := info[d.Service]; d.ScopeID != scope.ID() || !ok || seen[d.Service] {
+				continue
+			}
+			if !alias(d.Service) {
+				return true
+			}
+			seen[d.Service] = true
+			if needed(d.Service, seen) {
+				return true
+			}
+		}
+		return false
 	}
-	return out
+	var out, others, aliases []string
+	for _, name := range names {
+		switch {
+		case alias(name):
+			aliases = append(aliases, name)
+		case !needed(name, map[string]bool{}):
+			out = append(out, name)
+		default:
+			others = append(others, name)
+		}
+	}
+	switch {
+	case len(out) > 0:
+		return out
+	case len(others) > 0:
+		return others // a cycle
+	}
+	return aliases
 }
