@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -238,62 +235,6 @@ func TestAShutdownThatRegistersAgainEnds(t *testing.T) {
 		res := obs.all()
 		if len(res) != 2 || res[0].Result != backi.ResultFailure || !strings.Contains(res[0].Err.Error(), "registered while it shut down were left") {
 			t.Fatalf("results %+v; want a failure that names the services left, then Stop", res)
-		}
-	})
-}
-
-// cyclic is a root service that keeps its injector and invokes its peer
-// from it after it is built, as do's users do to break a cycle of
-// constructors: do's graph then has a cycle.
-type cyclic struct {
-	i    do.Injector
-	peer string
-}
-
-// TestACycleInRootDoesNotCrash gives root two services whose graph is a
-// cycle, and a tx that uses one of them. The case runs in a child process,
-// so that a crash fails the test.
-func TestACycleInRootDoesNotCrash(t *testing.T) {
-	if os.Getenv("BACKIDO_CYCLE_CHILD") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestACycleInRootDoesNotCrash$", "-test.v")
-		cmd.Env = append(os.Environ(), "BACKIDO_CYCLE_CHILD=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-			t.Fatalf("the child failed (%v):\n%s", err, strings.Join(lines[:min(len(lines), 8)], "\n"))
-		}
-		return
-	}
-	debug.SetMaxStack(64 << 20) // fail fast, should it recurse without end
-	synctest.Test(t, func(t *testing.T) {
-		wd := newWorld(t)
-		wd.run = stopAt(2)
-		for name, peer := range map[string]string{"a": "b", "b": "a"} {
-			do.ProvideNamed(wd.root, name, func(i do.Injector) (*cyclic, error) { return &cyclic{i: i, peer: peer}, nil })
-		}
-		a, b := do.MustInvokeNamed[*cyclic](wd.root, "a"), do.MustInvokeNamed[*cyclic](wd.root, "b")
-		do.MustInvokeNamed[*cyclic](a.i, a.peer) // a uses b
-		do.MustInvokeNamed[*cyclic](b.i, b.peer) // b uses a
-		scoped := func(i do.Injector) {
-			wd.scoped(i)
-			do.ProvideNamed(i, "uses a", func(i do.Injector) (int, error) {
-				do.MustInvokeNamed[*cyclic](i, "a")
-				return 0, nil
-			})
-			do.Override(i, func(i do.Injector) (*job, error) {
-				do.MustInvokeNamed[int](i, "uses a")
-				return &job{w: wd, tx: do.MustInvoke[*tx](i)}, nil
-			})
-		}
-		w, err := backido.Continuous[*job]("cycle", wd.root, scoped, backi.WithLogger(quiet))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Run(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		if st := w.Status(); st.Failures != 0 {
-			t.Fatalf("%d failures, the last %v", st.Failures, st.LastError)
 		}
 	})
 }
