@@ -595,6 +595,38 @@ func TestServiceGroupTakesFxOutFields(t *testing.T) {
 	})
 }
 
+// workerField is an fx.Out struct whose group field has the worker's own
+// type, as a user writes it for a constructor that returns a worker.
+type workerField struct {
+	fx.Out
+	W *backi.Worker `group:"backi.services"`
+}
+
+// A *backi.Worker put in the group under its own type runs too, rather than
+// joining a group of another type that nothing reads.
+func TestServiceGroupTakesWorkerFields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var host *backi.Host
+		app := fxtest.New(t,
+			backifx.Module(backi.WithLogger(quiet)),
+			fx.Provide(
+				backifx.AsWorker(worker("a", sleeper(time.Hour))),
+				func() workerField { return workerField{W: backi.Loop("b", sleeper(time.Hour))} },
+			),
+			fx.Populate(&host),
+		)
+		app.RequireStart()
+		var names []string
+		for _, w := range host.Workers() {
+			names = append(names, w.Name())
+		}
+		if !slices.Equal(names, []string{"a", "b"}) {
+			t.Errorf("the host runs %q, want the workers a and b", names)
+		}
+		app.RequireStop()
+	})
+}
+
 func TestHostOptionsFromTheGraphComeAfterModules(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		first, firstLogs := newLogs()
