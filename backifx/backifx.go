@@ -14,8 +14,8 @@ import (
 
 // ServiceGroup is the name of the fx value group of backi.Service values
 // that Module runs. AsWorker and AsService put a constructor's result in it;
-// a constructor that returns an fx.Out struct joins it with a field tagged
-// `group:"backi.services"`.
+// a constructor that returns an fx.Out struct joins it with a field of type
+// backi.Service or *backi.Worker tagged `group:"backi.services"`.
 const ServiceGroup = "backi.services"
 
 // DefaultShutdownTimeout is the host's shutdown timeout under Module when no
@@ -140,6 +140,10 @@ type bindParams struct {
 	Shutdowner fx.Shutdowner
 	Host       *backi.Host
 	Services   []backi.Service `group:"backi.services"`
+	// Workers are the group's values of type *backi.Worker: fx keeps a
+	// group for each type, and an fx.Out field of the worker's own type
+	// joins that one.
+	Workers []*backi.Worker `group:"backi.services"`
 }
 
 // Module returns an fx option that provides one *backi.Host, runs on it
@@ -205,7 +209,11 @@ func Module(opts ...backi.HostOption) fx.Option {
 			return backi.NewHost(all...)
 		}),
 		fx.Invoke(func(p bindParams) {
-			b := &binding{host: p.Host, services: p.Services, shutdowner: p.Shutdowner}
+			services := slices.Clone(p.Services)
+			for _, w := range p.Workers {
+				services = append(services, w)
+			}
+			b := &binding{host: p.Host, services: services, shutdowner: p.Shutdowner}
 			p.Lifecycle.Append(fx.Hook{OnStart: b.start, OnStop: b.stop})
 		}),
 	)
