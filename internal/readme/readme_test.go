@@ -39,8 +39,10 @@ type block struct {
 }
 
 var (
-	glued  = regexp.MustCompile("(?s)<!-- readme-test: ([^\n]*)\n(.*?)\n-->\n```go\n(.*?)\n```")
-	fences = regexp.MustCompile("(?mi)^(```|~~~)\\s*go(lang)?\\b") // every Go block, however its fence is written
+	glued = regexp.MustCompile("(?s)<!-- readme-test: ([^\n]*)\n(.*?)\n-->\n```go\n(.*?)\n```")
+	// Every Go block, however its fence is written: indented (in a list),
+	// longer, of tildes. The info string is on the fence's own line.
+	fences = regexp.MustCompile("(?mi)^[ \\t]*(`{3,}|~{3,})[ \\t]*go(lang)?\\b")
 	place  = regexp.MustCompile(`(?m)^([ \t]*)BLOCK$`)
 )
 
@@ -67,6 +69,13 @@ func extract(text string) ([]block, error) {
 	for _, m := range glued.FindAllStringSubmatchIndex(text, -1) {
 		kind, glue, code := text[m[2]:m[3]], text[m[4]:m[5]], text[m[6]:m[7]]
 		line := strings.Count(text[:m[6]], "\n") + 1
+		// The pattern takes the glue up to the first end of a comment that
+		// a Go block follows at once: a comment's end inside it means that
+		// the comment it began with is not right before a block.
+		if strings.Contains(kind, "-->") || strings.Contains(glue, "-->") {
+			return nil, fmt.Errorf("README line %d: the readme-test comment is not right before a Go block (\"-->\", then \"```go\" on the next line)",
+				strings.Count(text[:m[0]], "\n")+1)
+		}
 		if n := len(place.FindAllStringIndex(glue, -1)); n != 1 {
 			return nil, fmt.Errorf("README line %d: the readme-test comment has %d lines that are BLOCK alone, want 1", line, n)
 		}
