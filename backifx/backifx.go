@@ -177,7 +177,9 @@ type bindParams struct {
 // error when the host cannot start: an invalid option or service (named by
 // the error), no service at all, a service that fails at once, or a start
 // deadline that passes first (the hook then returns shortly before it, as
-// the stop hook does, and the cancelled host stops on its own goroutine).
+// the stop hook does, and the cancelled host stops on its own goroutine;
+// when a service that failed at once left the host still stopping the
+// others then, the error names the workers that failed).
 // When the host stops on its own after the app started (a service's error
 // stops it, as does a worker's escalation to backi.StopHost; see
 // backi.Host.Run), it shuts the app down through fx.Shutdowner with exit
