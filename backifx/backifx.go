@@ -13,8 +13,8 @@ import (
 
 // ServiceGroup is the name of the fx value group of backi.Service values
 // that Module runs. AsWorker and AsService put a constructor's result in it;
-// a constructor that returns an fx.Out struct joins it with a field tagged
-// `group:"backi.services"`.
+// a constructor that returns an fx.Out struct joins it with a field of type
+// backi.Service or *backi.Worker tagged `group:"backi.services"`.
 const ServiceGroup = "backi.services"
 
 // DefaultShutdownTimeout is the host's shutdown timeout under Module when no
@@ -139,6 +139,10 @@ type bindParams struct {
 	Shutdowner fx.Shutdowner
 	Host       *backi.Host
 	Services   []backi.Service `group:"backi.services"`
+	// Workers are the group's values of type *backi.Worker: fx keeps a
+	// group for each type, and an fx.Out field of the worker's own type
+	// joins that one.
+	Workers []*backi.Worker `group:"backi.services"`
 }
 
 // Module returns an fx option that provides one *backi.Host, runs on it
@@ -174,7 +178,9 @@ type bindParams struct {
 // the host running (an HTTP server whose address is taken, most of the
 // time: one that fails later shuts the app down, as below), or a start
 // deadline that passes first (the hook then returns shortly before it, as
-// the stop hook does, and the cancelled host stops on its own goroutine).
+// the stop hook does, and the cancelled host stops on its own goroutine;
+// when a service that failed at once left the host still stopping the
+// others then, the error names the workers that failed).
 // When the host stops on its own after the app started (a service's error
 // stops it, as does a worker's escalation to backi.StopHost; see
 // backi.Host.Run), it shuts the app down through fx.Shutdowner with exit
@@ -206,7 +212,11 @@ func Module(opts ...backi.HostOption) fx.Option {
 			return backi.NewHost(all...)
 		}),
 		fx.Invoke(func(p bindParams) {
-			b := &binding{host: p.Host, services: p.Services, shutdowner: p.Shutdowner}
+			services := slices.Clone(p.Services)
+			for _, w := range p.Workers {
+				services = append(services, w)
+			}
+			b := &binding{host: p.Host, services: services, shutdowner: p.Shutdowner}
 			p.Lifecycle.Append(fx.Hook{OnStart: b.start, OnStop: b.stop})
 		}),
 	)

@@ -491,6 +491,37 @@ func TestNameThatBlocksFailsTheStartInTime(t *testing.T) {
 	})
 }
 
+// A service that fails at once while another is slow to stop: at the start
+// deadline the host is still stopping, and the start's error names the
+// worker that failed, rather than saying that the host never started its
+// services.
+func TestServiceFailingAtOnceBesideASlowStopFailsTheStartNamingIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		app := fxtest.New(t,
+			backifx.Module(backi.WithLogger(quiet), backi.WithShutdownTimeout(time.Minute)),
+			fx.Provide(
+				backifx.AsWorker(worker("doomed", func(context.Context) error { return backi.Stop(errBoom) })),
+				backifx.AsWorker(worker("stubborn", func(context.Context) error {
+					<-release // deaf to cancellation
+					return nil
+				})),
+			),
+			fx.StartTimeout(time.Second),
+		)
+		ctx, cancel := context.WithTimeout(t.Context(), app.StartTimeout())
+		defer cancel()
+		begun := time.Now()
+		err := app.Start(ctx)
+		if err == nil || !strings.Contains(err.Error(), `"doomed"`) ||
+			strings.Contains(err.Error(), "had not started its services") || time.Since(begun) >= time.Second {
+			t.Errorf("Start = %v after %v; want, within the 1 s start timeout, an error naming the failed worker", err, time.Since(begun))
+		}
+		close(release) // the host then ends its shutdown
+		synctest.Wait()
+	})
+}
+
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -590,6 +621,38 @@ func TestServiceGroupTakesFxOutFields(t *testing.T) {
 		app.RequireStart()
 		if n := len(host.Workers()); n != 2 {
 			t.Fatalf("the host runs %d workers, want the 2 of the fx.Out struct", n)
+		}
+		app.RequireStop()
+	})
+}
+
+// workerField is an fx.Out struct whose group field has the worker's own
+// type, as a user writes it for a constructor that returns a worker.
+type workerField struct {
+	fx.Out
+	W *backi.Worker `group:"backi.services"`
+}
+
+// A *backi.Worker put in the group under its own type runs too, rather than
+// joining a group of another type that nothing reads.
+func TestServiceGroupTakesWorkerFields(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var host *backi.Host
+		app := fxtest.New(t,
+			backifx.Module(backi.WithLogger(quiet)),
+			fx.Provide(
+				backifx.AsWorker(worker("a", sleeper(time.Hour))),
+				func() workerField { return workerField{W: backi.Loop("b", sleeper(time.Hour))} },
+			),
+			fx.Populate(&host),
+		)
+		app.RequireStart()
+		var names []string
+		for _, w := range host.Workers() {
+			names = append(names, w.Name())
+		}
+		if !slices.Equal(names, []string{"a", "b"}) {
+			t.Errorf("the host runs %q, want the workers a and b", names)
 		}
 		app.RequireStop()
 	})

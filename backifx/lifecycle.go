@@ -100,8 +100,12 @@ func (b *binding) start(ctx context.Context) error {
 			return b.startedThenEnded(r)
 		default:
 		}
+		stoppingAlready := b.host.State() == backi.HostStopping // before the cancellation makes it so
 		r.setPhase(stopping)
 		cancel(errors.New("backifx: the app's start deadline came"))
+		if stoppingAlready {
+			return b.stoppedAsItStarted()
+		}
 		return errors.New("backifx: the host had not started its services when the app's start deadline came " +
 			"(a service's Name method, or the check of its configuration, did not return)")
 	}
@@ -136,6 +140,28 @@ func (b *binding) awaitStart(ctx context.Context, r *running) bool {
 			}
 		}
 	}
+}
+
+// stoppedAsItStarted returns the start hook's error when a service ended as
+// the host started, and the host was still stopping the others at the
+// start deadline: Run's error is not known yet, so it names the workers
+// that failed, with their last errors.
+func (b *binding) stoppedAsItStarted() error {
+	var failed []string
+	for _, w := range b.host.Workers() {
+		if s := w.Status(); s.State == backi.StateFailed {
+			msg := fmt.Sprintf("%q", w.Name())
+			if s.LastError != nil {
+				msg += ": " + s.LastError.Error()
+			}
+			failed = append(failed, msg)
+		}
+	}
+	const msg = "backifx: a service ended as the host started, and the host was still stopping the others when the app's start deadline came"
+	if len(failed) == 0 {
+		return errors.New(msg + " (no worker failed: the service that ended is another, or ended without an error)")
+	}
+	return fmt.Errorf("%s; failed: %s", msg, strings.Join(failed, "; "))
 }
 
 // startedThenEnded reports a Run that ended while the start hook waited:

@@ -41,8 +41,10 @@ type block struct {
 }
 
 var (
-	glued  = regexp.MustCompile("(?s)<!-- readme-test: ([^\n]*)\n(.*?)\n-->\n```go\n(.*?)\n```")
-	fences = regexp.MustCompile("(?mi)^(```|~~~)\\s*go(lang)?\\b") // every Go block, however its fence is written
+	glued = regexp.MustCompile("(?s)<!-- readme-test: ([^\n]*)\n(.*?)\n-->\n```go\n(.*?)\n```")
+	// Every Go block, however its fence is written: indented (in a list),
+	// longer, of tildes. The info string is on the fence's own line.
+	fences = regexp.MustCompile("(?mi)^[ \\t]*(`{3,}|~{3,})[ \\t]*go(lang)?\\b")
 	place  = regexp.MustCompile(`(?m)^([ \t]*)BLOCK$`)
 )
 
@@ -54,14 +56,30 @@ func blocks(t *testing.T) []block {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.ReplaceAll(string(raw), "\r\n", "\n")
+	out, err := extract(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// extract returns the Go blocks of a README's text, or why it cannot.
+func extract(text string) ([]block, error) {
+	text = strings.ReplaceAll(text, "\r\n", "\n")
 	var out []block
 	runs := 0
 	for _, m := range glued.FindAllStringSubmatchIndex(text, -1) {
 		kind, glue, code := text[m[2]:m[3]], text[m[4]:m[5]], text[m[6]:m[7]]
 		line := strings.Count(text[:m[6]], "\n") + 1
+		// The pattern takes the glue up to the first end of a comment that
+		// a Go block follows at once: a comment's end inside it means that
+		// the comment it began with is not right before a block.
+		if strings.Contains(kind, "-->") || strings.Contains(glue, "-->") {
+			return nil, fmt.Errorf("README line %d: the readme-test comment is not right before a Go block (\"-->\", then \"```go\" on the next line)",
+				strings.Count(text[:m[0]], "\n")+1)
+		}
 		if n := len(place.FindAllStringIndex(glue, -1)); n != 1 {
-			t.Fatalf("README line %d: the readme-test comment has %d lines that are BLOCK alone, want 1", line, n)
+			return nil, fmt.Errorf("README line %d: the readme-test comment has %d lines that are BLOCK alone, want 1", line, n)
 		}
 		// The block takes the indentation of its BLOCK line, as gofmt
 		// would give it there.
@@ -75,7 +93,7 @@ func blocks(t *testing.T) []block {
 		code = strings.Join(lines, "\n")
 		b := block{line: line, run: strings.HasPrefix(kind, "run against PostgreSQL"), file: place.ReplaceAllLiteralString(glue, code) + "\n"}
 		if !b.run && !strings.HasPrefix(kind, "compiled") {
-			t.Fatalf("README line %d: the readme-test comment says %q; want \"compiled ...\" or \"run against PostgreSQL ...\"", line, kind)
+			return nil, fmt.Errorf("README line %d: the readme-test comment says %q; want \"compiled ...\" or \"run against PostgreSQL ...\"", line, kind)
 		}
 		if b.run {
 			runs++
@@ -83,9 +101,9 @@ func blocks(t *testing.T) []block {
 		out = append(out, b)
 	}
 	if all := len(fences.FindAllStringIndex(text, -1)); all != len(out) || all == 0 || runs != 1 {
-		t.Fatalf("the README has %d Go blocks, %d of them after a readme-test comment, %d to run: give each one a comment, and run one", all, len(out), runs)
+		return nil, fmt.Errorf("the README has %d Go blocks, %d of them after a readme-test comment, %d to run: give each one a comment, and run one", all, len(out), runs)
 	}
-	return out
+	return out, nil
 }
 
 // build builds b as a main package in a directory of this module that
@@ -142,3 +160,53 @@ func TestReadmeBlocks(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+// runBlock is a Go block with its comment, to run, for the tests of extract.
+const runBlock = "<!-- readme-test: run against PostgreSQL\npackage main\n\nfunc main() {\n\tBLOCK\n}\n-->\n```go\nprintln()\n```\n"
+
+func TestExtractSeesOnlyGoFences(t *testing.T) {
+	for name, text := range map[string]string{
+		"a paragraph that starts with Go after a block": runBlock + "\nGo's own tests run too.\n",
+		"a fence with no language, its first line go":   runBlock + "\n```\ngo get github.com/backi-go/backi\n```\n",
+		"a blank line, then go, after a closing fence":  "```sh\nls\n```\n\ngo on reading.\n" + runBlock,
+	} {
+		t.Run(name, func(t *testing.T) {
+			bs, err := extract(text)
+			if err != nil || len(bs) != 1 {
+				t.Errorf("extract: %d blocks, %v; want the one Go block", len(bs), err)
+			}
+		})
+	}
+}
+
+// Every Go block counts, however its fence is written: one that the glue's
+// pattern does not take is reported, not left out of the test.
+func TestExtractCountsEveryGoFence(t *testing.T) {
+	for name, text := range map[string]string{
+		"indented in a list":   runBlock + "\n1. Then:\n\n   ```go\n   x := 1\n   ```\n",
+		"indented by a space":  runBlock + "\n ```go\nx := 1\n ```\n",
+		"four backticks":       runBlock + "\n````go\nx := 1\n````\n",
+		"tildes, capital Go":   runBlock + "\n~~~Go\nx := 1\n~~~\n",
+		"a space before go":    runBlock + "\n``` go\nx := 1\n```\n",
+		"golang":               runBlock + "\n```golang\nx := 1\n```\n",
+		"a comment, blank, go": "<!-- readme-test: compiled\npackage p\nBLOCK\n-->\n\n```go\nvar x = 1\n```\n\n" + runBlock,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if bs, err := extract(text); err == nil {
+				t.Errorf("extract took %d blocks and no error; want the uncommented Go block reported", len(bs))
+			} else {
+				t.Log(err)
+			}
+		})
+	}
+}
+
+// A comment that a blank line parts from its block is named as such, rather
+// than taken with what follows up to the next block's comment.
+func TestExtractNamesACommentApartFromItsBlock(t *testing.T) {
+	text := "<!-- readme-test: compiled\npackage p\nBLOCK\n-->\n\n```go\nvar x = 1\n```\n\n" + runBlock
+	_, err := extract(text)
+	if err == nil || !strings.Contains(err.Error(), "README line 1:") || !strings.Contains(err.Error(), "right before") {
+		t.Errorf("extract: %v; want an error that the comment at line 1 is not right before a Go block", err)
+	}
+}

@@ -10,11 +10,13 @@
 //
 //	scripts/release [-n] vX.Y.Z
 //
-// It refuses a working tree with changes and a version that is not greater
-// than every version already tagged; it then sets the require lines, commits
-// them, and tags the root module vX.Y.Z and each other public module
-// <dir>/vX.Y.Z. It pushes nothing: it prints the command that does. With -n it
-// only says what it would do.
+// It refuses a working tree with changes (untracked files included), a
+// major version above v1, which the module paths would need as a suffix,
+// and a version that is not greater than every version already tagged of a
+// module it tags, all before it changes anything; it then sets the require
+// lines, commits them, and tags the root module vX.Y.Z and each other
+// public module <dir>/vX.Y.Z. It pushes nothing: it prints the command that
+// does. With -n it only says what it would do.
 package main
 
 import (
@@ -31,6 +33,7 @@ import (
 	"strings"
 
 	"golang.org/x/mod/modfile"
+	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 )
 
@@ -81,30 +84,34 @@ func release(dir, v string, dry bool, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if changes, err := git(root, "status", "--porcelain"); err != nil {
+	// Untracked files are listed whatever status.showUntrackedFiles says.
+	if changes, err := git(root, "status", "--porcelain", "--untracked-files=all"); err != nil {
 		return err
 	} else if changes != "" {
 		return fmt.Errorf("the working tree has changes; commit or stash them first:\n%s", changes)
-	}
-	tags, err := git(root, "tag", "--list", "v*")
-	if err != nil {
-		return err
-	}
-	for _, t := range strings.Fields(tags) {
-		if semver.IsValid(t) && semver.Compare(t, v) >= 0 {
-			return fmt.Errorf("version %s is not greater than %s, already tagged", v, t)
-		}
 	}
 	mods, err := modules(root)
 	if err != nil {
 		return err
 	}
-	for _, m := range mods { // so that a release never stops half done
-		if m.Public && m.Dir != "." {
-			if found, err := git(root, "tag", "--list", m.Tag(v)); err != nil {
-				return err
-			} else if found != "" {
-				return fmt.Errorf("tag %s exists already", found)
+	for _, m := range mods {
+		if _, major, ok := module.SplitPathVersion(m.Path); !ok || module.CheckPathMajor(v, major) != nil {
+			return fmt.Errorf("version %s does not fit module %s: a major version above v1 needs its suffix in the module path", v, m.Path)
+		}
+	}
+	tags, err := git(root, "tag", "--list")
+	if err != nil {
+		return err
+	}
+	for _, t := range strings.Fields(tags) {
+		for _, m := range mods {
+			if !m.Public {
+				continue
+			}
+			prefix := m.Tag("") // "" for the root, "dir/" for another
+			if rest, ok := strings.CutPrefix(t, prefix); ok && !strings.Contains(rest, "/") &&
+				semver.IsValid(rest) && semver.Compare(rest, v) >= 0 {
+				return fmt.Errorf("version %s is not greater than %s, already tagged", v, t)
 			}
 		}
 	}

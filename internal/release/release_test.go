@@ -186,7 +186,7 @@ func TestReleaseRefuses(t *testing.T) {
 	if _, err := git(repo, "tag", "cron/v0.3.0"); err != nil {
 		t.Fatal(err)
 	}
-	if err := release(repo, "v0.3.0", false, new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), "cron/v0.3.0 exists") {
+	if err := release(repo, "v0.3.0", false, new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), "cron/v0.3.0, already tagged") {
 		t.Errorf("a nested module's tag exists: got %v", err)
 	}
 	if _, err := git(repo, "tag", "-d", "cron/v0.3.0"); err != nil {
@@ -413,5 +413,69 @@ func goCmd(t *testing.T, dir string, env []string, args ...string) {
 	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// A module whose path has no major version suffix cannot be released at v2
+// or above: the go command refuses such a tag, so the release would tag
+// versions nobody can fetch.
+func TestReleaseRefusesAMajorVersionThePathsLack(t *testing.T) {
+	repo := fakeRepo(t)
+	err := release(repo, "v2.0.0", false, new(bytes.Buffer))
+	if err == nil || !strings.Contains(err.Error(), "v2") {
+		t.Errorf("release v2.0.0 of modules without /v2 in their paths: got %v, want an error", err)
+	}
+	if tags, _ := git(repo, "tag", "--list"); tags != "v0.1.0" {
+		t.Errorf("a refused release tagged:\n%s", tags)
+	}
+}
+
+// A nested module's tag, left by an interrupted release or made by hand, is
+// seen before anything changes: the release neither commits nor tags the
+// root and then fails halfway, leaving a version it refuses to make again.
+func TestReleaseRefusesANestedTagThatExists(t *testing.T) {
+	for _, tc := range []struct{ tag, v string }{
+		{"cron/v0.2.0", "v0.2.0"}, // the very tag the release would make
+		{"cron/v0.3.0", "v0.2.0"}, // a greater version of the nested module
+	} {
+		t.Run(tc.tag, func(t *testing.T) {
+			repo := fakeRepo(t)
+			if _, err := git(repo, "tag", tc.tag); err != nil {
+				t.Fatal(err)
+			}
+			head, _ := git(repo, "rev-parse", "HEAD")
+			err := release(repo, tc.v, false, new(bytes.Buffer))
+			if err == nil || !strings.Contains(err.Error(), tc.tag) {
+				t.Errorf("release %s with %s tagged: got %v, want an error naming the tag", tc.v, tc.tag, err)
+			}
+			if tags, _ := git(repo, "tag", "--list"); tags != tc.tag+"\nv0.1.0" {
+				t.Errorf("a refused release tagged:\n%s", tags)
+			}
+			if now, _ := git(repo, "rev-parse", "HEAD"); now != head {
+				t.Errorf("a refused release committed")
+			}
+			if status, _ := git(repo, "status", "--porcelain"); status != "" {
+				t.Errorf("a refused release left changes:\n%s", status)
+			}
+		})
+	}
+}
+
+// An untracked file is a change whatever the user's git configuration says
+// git status should show.
+func TestReleaseSeesUntrackedFilesWhateverTheConfig(t *testing.T) {
+	repo := fakeRepo(t)
+	if _, err := git(repo, "config", "status.showUntrackedFiles", "no"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo, "cron", "new.go"), []byte("package cron\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := release(repo, "v0.2.0", false, new(bytes.Buffer))
+	if err == nil || !strings.Contains(err.Error(), "new.go") {
+		t.Errorf("an untracked file hidden by status.showUntrackedFiles=no: got %v, want an error naming it", err)
+	}
+	if tags, _ := git(repo, "tag", "--list"); tags != "v0.1.0" {
+		t.Errorf("a refused release tagged:\n%s", tags)
 	}
 }
