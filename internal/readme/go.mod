@@ -14,6 +14,7 @@ require (
 )
 
 require (
+	github.com/backi-go/backi/pgqueue v0.1.0
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
@@ -34,3 +35,5 @@ replace (
 	github.com/backi-go/backi/cron => ../../cron
 	github.com/backi-go/backi/pgleader => ../../pgleader
 )
+
+replace github.com/backi-go/backi/pgqueue => ../../pgqueue

@@ -28,6 +28,7 @@ import (
 	_ "github.com/backi-go/backi/backifx"
 	_ "github.com/backi-go/backi/cron"
 	_ "github.com/backi-go/backi/pgleader"
+	_ "github.com/backi-go/backi/pgqueue"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/samber/do/v2"
 	_ "go.uber.org/fx"
