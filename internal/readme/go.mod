@@ -34,6 +34,5 @@ replace (
 	github.com/backi-go/backi/backifx => ../../backifx
 	github.com/backi-go/backi/cron => ../../cron
 	github.com/backi-go/backi/pgleader => ../../pgleader
+	github.com/backi-go/backi/pgqueue => ../../pgqueue
 )
-
-replace github.com/backi-go/backi/pgqueue => ../../pgqueue
