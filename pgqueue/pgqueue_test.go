@@ -418,3 +418,57 @@ func TestBadOptions(t *testing.T) {
 		t.Error("New(nil): no error")
 	}
 }
+
+func TestStatsAndDeadJobs(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for _, j := range []pgqueue.NewJob{
+		{Queue: "a"}, {Queue: "a"}, {Queue: "a", RunAt: time.Now().Add(time.Hour)}, {Queue: "b", Payload: []byte("doomed"), MaxAttempts: 1},
+	} {
+		if _, err := q.Enqueue(ctx, pool, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := pgqueue.Worker(q, "b", func(context.Context, *pgqueue.Job) error { return errors.New("<b>no</b>") }, pgqueue.Poll(10*time.Millisecond))
+	stop := run(t, w)
+	eventually(t, "the job of b dead", func() bool { return count(t, pool, schema, 2) == 1 })
+	stop()
+	stats, err := q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != 2 {
+		t.Fatalf("stats of %d queues: %+v", len(stats), stats)
+	}
+	if a := stats[0]; a.Queue != "a" || a.Due != 2 || a.Later != 1 || a.OldestDue <= 0 || a.Running != 0 || a.Dead != 0 {
+		t.Fatalf("stats of a: %+v", a)
+	}
+	if b := stats[1]; b.Queue != "b" || b.Dead != 1 || b.Due != 0 {
+		t.Fatalf("stats of b: %+v", b)
+	}
+	dead, err := q.Dead(ctx, "b", 10)
+	if err != nil || len(dead) != 1 || string(dead[0].Payload) != "doomed" || dead[0].LastError != "<b>no</b>" || dead[0].Attempts != 1 {
+		t.Fatalf("dead jobs %+v, %v", dead, err)
+	}
+	if err := q.Retry(ctx, dead[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Retry(ctx, dead[0].ID); !errors.Is(err, pgqueue.ErrNotDead) {
+		t.Fatalf("retry of a job no longer dead: %v", err)
+	}
+	if n := count(t, pool, schema, 0); n != 4 {
+		t.Fatalf("%d pending jobs after the retry, want 4", n)
+	}
+	if err := q.Discard(ctx, dead[0].ID); !errors.Is(err, pgqueue.ErrNotDead) {
+		t.Fatalf("discard of a pending job: %v", err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE `+schema+`.backi_jobs SET state = 2 WHERE id = $1`, dead[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Discard(ctx, dead[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Dead(ctx, "b", 0); err == nil {
+		t.Fatal("Dead with limit 0: no error")
+	}
+}

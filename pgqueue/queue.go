@@ -186,3 +186,5 @@ func (q *Queue) wakeAll() {
 		w.Wake()
 	}
 }
+
+func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) }
