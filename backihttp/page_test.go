@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +138,44 @@ func TestPageShowsControls(t *testing.T) {
 		if !strings.Contains(dom, want) {
 			t.Fatalf("the page lacks %s:\n%s", want, dom)
 		}
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// A refused action stays on the page after the refreshes that follow it: here
+// a run of a worker that does not exist, as a stale row would ask for.
+func TestPageKeepsARefusal(t *testing.T) {
+	srv := servePage(t, backihttp.PageControls("/control"))
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The page as served, which asks to run "gone" once it has shown its
+	// rows, as a click on a stale row would; the rest goes to the page's
+	// server.
+	target, _ := url.Parse(srv.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	clicking := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.URL.Query()["json"]; ok || r.URL.Path != "/" {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(html)
+		io.WriteString(w, `<script>setTimeout(() => act({name: "gone"}, "run"), 1500)</script>`)
+	}))
+	defer clicking.Close()
+	dom := browsertest.DOM(t, clicking.URL+"/", 3*time.Second)
+	if !strings.Contains(dom, "run gone: no such worker") {
+		t.Fatalf("the refusal is not on the page after its refreshes:\n%s", dom)
+	}
+	if !strings.Contains(dom, `<tr data-worker="ticker">`) {
+		t.Fatalf("the page did not refresh:\n%s", dom)
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
