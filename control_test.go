@@ -213,3 +213,26 @@ func TestWithControlStoreNil(t *testing.T) {
 		t.Fatalf("Run = %v, want an error naming WithControlStore", err)
 	}
 }
+
+// Pause and Resume are recorded in the store even when they change nothing
+// on this replica: a Resume on a replica that has not yet seen a pause made
+// elsewhere undoes that pause on every replica.
+func TestResumeIsRecordedWhereItChangesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &backi.MemoryStore{}
+		w, _ := replicaOf("mailer", store)
+		stop := runInBackground(t, w)
+		synctest.Wait()
+		store.SetPaused(t.Context(), "mailer", true) // elsewhere, not read here yet
+		w.Resume()
+		synctest.Wait()
+		if p, _, _ := store.Paused(t.Context(), "mailer"); p {
+			t.Fatal("a Resume on a replica that was not paused was not recorded")
+		}
+		time.Sleep(time.Second)
+		wantState(t, w, backi.StateIdle)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

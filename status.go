@@ -76,7 +76,8 @@ type Status struct {
 	// when none is.
 	InFlightSince time.Time
 	// Schedule describes the worker's schedule (see WithSchedule), as its
-	// String method does; empty without a schedule.
+	// String method does: "custom" for a schedule without one (or whose
+	// String panics), empty without a schedule.
 	Schedule string
 	// NextRun is when the next scheduled run starts, jitter included (see
 	// WithSchedule); zero without a schedule.
