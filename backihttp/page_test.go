@@ -133,7 +133,7 @@ func TestPageShowsControls(t *testing.T) {
 		`<th id="actions-head">Actions</th>`,
 		`<td data-field="state" data-label="State" class="state paused">paused</td>`,
 		`<button class="resume" data-action="resume">Resume</button><button class="run" data-action="run" disabled="" title="resume it first">Run now</button>`,
-		`<button class="pause" data-action="pause">Pause</button><button class="run" data-action="run" title="end its wait and run it now">Run now</button>`,
+		`<button class="pause" data-action="pause">Pause</button><button class="run" data-action="run" title="end its idle or scheduled wait and run it now">Run now</button>`,
 	} {
 		if !strings.Contains(dom, want) {
 			t.Fatalf("the page lacks %s:\n%s", want, dom)
