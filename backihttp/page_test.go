@@ -15,6 +15,7 @@ import (
 
 	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/backihttp"
+	"github.com/backi-go/backi/backitest"
 	"github.com/backi-go/backi/internal/browsertest"
 )
 
@@ -176,6 +177,51 @@ func TestPageKeepsARefusal(t *testing.T) {
 	}
 	if !strings.Contains(dom, `<tr data-worker="ticker">`) {
 		t.Fatalf("the page did not refresh:\n%s", dom)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// A paused worker that waits to lead is paused, not pausing: only an
+// iteration in flight makes a paused worker pausing.
+func TestPageTellsPausedFromPausing(t *testing.T) {
+	page := backihttp.NewPage()
+	h := backi.NewHost(backi.WithSignals(), backi.WithLogger(quiet), backi.WithObserver(page))
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	busy := backi.Loop("busy", func(context.Context) error {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-release
+		return nil
+	})
+	h.Add(
+		backi.Loop("follower", func(context.Context) error { return nil },
+			backi.WithLeader(backitest.NewElector()), backi.WithPaused()),
+		busy,
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+	defer func() {
+		close(release)
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	srv := httptest.NewServer(page.Handler(h))
+	defer srv.Close()
+	<-started
+	busy.Pause() // while its iteration is in flight
+	dom := browsertest.DOM(t, srv.URL+"/", 2*time.Second)
+	for _, want := range []string{
+		`class="state campaigning">campaigning, paused</td>`,
+		`class="state running">running, pausing</td>`,
+	} {
+		if !strings.Contains(dom, want) {
+			t.Fatalf("the page lacks %s:\n%s", want, dom)
+		}
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
