@@ -236,3 +236,27 @@ func TestResumeIsRecordedWhereItChangesNothing(t *testing.T) {
 		}
 	})
 }
+
+// A worker that ends itself returns at once, even while its control store
+// hangs: the store's call is cancelled rather than waited for.
+func TestAWorkerThatStopsDoesNotWaitForItsControlStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &flakyStore{}
+		release := make(chan struct{})
+		w := backi.Loop("once", func(context.Context) error { <-release; return backi.Stop(nil) },
+			backi.WithControlStore(store), backi.WithLogger(quiet))
+		done := make(chan error, 1)
+		go func() { done <- w.Run(t.Context()) }()
+		synctest.Wait()
+		store.set("block")
+		time.Sleep(time.Second) // the store hangs in a poll meanwhile
+		close(release)
+		ended := time.Now()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(ended); d != 0 {
+			t.Fatalf("Run returned %v after the worker stopped, waiting for the control store", d)
+		}
+	})
+}
