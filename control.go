@@ -29,9 +29,10 @@ const controlPoll = 500 * time.Millisecond
 // second, so that a Pause or Resume on any replica takes effect on every
 // replica within a second (the iterations in flight then finish). Pause and
 // Resume take effect here at once and are written to s by the running
-// worker, retried until s takes them. Until the worker has read s once, it
-// stays paused; with nothing recorded in s, it is paused only if made
-// WithPaused. s must not be nil.
+// worker, retried until s takes them. Until the worker has read s once, or
+// written there a Pause or Resume made before Run, it stays paused; with
+// nothing recorded in s, it is paused only if made WithPaused. s must not be
+// nil.
 func WithControlStore(s ControlStore) Option {
 	return optionFunc(func(c *config) error {
 		if s == nil {
@@ -103,8 +104,10 @@ func (r *run) follow() (stop func()) {
 
 // syncPause writes a pending Pause or Resume to the store, then reads the pause
 // from it and obeys it, unless a Pause or Resume came meanwhile. It reports
-// whether the read succeeded. Failures are logged when they begin and when
-// they end, unless ctx, which bounds the calls, has ended.
+// whether the worker's pause is known to match the store's: the read
+// succeeded, or failed after the worker's own Pause or Resume was written.
+// Failures are logged when they begin and when they end, unless ctx, which
+// bounds the calls, has ended.
 func (r *run) syncPause(ctx context.Context, first bool) bool {
 	w := r.w
 	store, ps := w.cfg.control, &w.pauses
@@ -132,11 +135,11 @@ func (r *run) syncPause(ctx context.Context, first bool) bool {
 	})
 	if err != nil {
 		msg := "could not read the control store"
-		if first {
+		if first && pending == nil {
 			msg = "could not read the control store: the worker stays paused until it can"
 		}
 		r.controlTrouble(ctx, err, msg)
-		return false
+		return pending != nil // written: the store holds what the worker obeys
 	}
 	if r.controlFailing {
 		r.controlFailing = false

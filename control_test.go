@@ -260,3 +260,31 @@ func TestAWorkerThatStopsDoesNotWaitForItsControlStore(t *testing.T) {
 		}
 	})
 }
+
+// unreadableStore takes writes but fails every read.
+type unreadableStore struct{ backi.MemoryStore }
+
+func (*unreadableStore) Paused(context.Context, string) (bool, bool, error) {
+	return false, false, errors.New("replica lagging")
+}
+
+// A Resume made before Run, once written to the store, is what the store
+// holds: the worker runs, even if it cannot read the store back.
+func TestAResumeWrittenBeforeTheFirstReadHolds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &unreadableStore{}
+		w, turns := replicaOf("mailer", store, backi.WithPaused())
+		w.Resume()
+		stop := runInBackground(t, w)
+		wantState(t, w, backi.StateIdle)
+		if *turns != 1 {
+			t.Fatalf("%d turns after a Resume the store took, want 1", *turns)
+		}
+		if p, set, _ := store.MemoryStore.Paused(t.Context(), "mailer"); p || !set {
+			t.Fatalf("the store holds paused %v, set %v", p, set)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
