@@ -119,7 +119,7 @@ func (r *run) syncPause(ctx context.Context, first bool) bool {
 			return store.SetPaused(ctx, w.name, *pending)
 		})
 		if err != nil {
-			r.controlTrouble(ctx, err, "could not record the pause in the control store")
+			r.controlTrouble(ctx, err, "could not record the pause or resume in the control store")
 			return false
 		}
 		ps.mu.Lock()
