@@ -49,7 +49,8 @@ type Status struct {
 	// running, then backing off, then campaigning, then paused, then idle.
 	State State
 	// Paused tells that the worker is paused (see Worker.Pause), running or
-	// not; its State turns to StatePaused once no iteration is in flight.
+	// not; its State turns to StatePaused once no iteration is in flight,
+	// but stays StateCampaigning while a worker with WithLeader waits to lead.
 	Paused bool
 	// Concurrency is the number of loops (see WithConcurrency).
 	Concurrency int
