@@ -29,9 +29,10 @@ const controlPoll = 500 * time.Millisecond
 // second, so that a Pause or Resume on any replica takes effect on every
 // replica within a second (the iterations in flight then finish). Pause and
 // Resume take effect here at once and are written to s by the running
-// worker, retried until s takes them. Until the worker has read s once, it
-// stays paused; with nothing recorded in s, it is paused only if made
-// WithPaused. s must not be nil.
+// worker, retried until s takes them. Until the worker has read s once, or
+// written there a Pause or Resume made before Run, it stays paused; with
+// nothing recorded in s, it is paused only if made WithPaused. s must not be
+// nil.
 func WithControlStore(s ControlStore) Option {
 	return optionFunc(func(c *config) error {
 		if s == nil {
@@ -68,53 +69,57 @@ func (w *Worker) ask(p bool) {
 // follow keeps the worker's pause and its ControlStore in step while the Run
 // lasts: it syncs them once, then starts a goroutine that syncs them every
 // controlPoll and on each Pause or Resume. It returns the function that
-// stops the goroutine and waits for it.
+// stops the goroutine, cancelling its call of the store, and waits for it.
 func (r *run) follow() (stop func()) {
 	w := r.w
-	if !r.syncPause(true) {
+	if !r.syncPause(r.ctx, true) {
 		w.pauses.mu.Lock()
 		if w.pauses.pending == nil {
 			w.setPaused(true) // until the store says otherwise
 		}
 		w.pauses.mu.Unlock()
 	}
-	done := make(chan struct{})
+	ctx, cancel := context.WithCancel(r.ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(controlPoll)
 		defer t.Stop()
 		for {
 			select {
-			case <-done:
-				return
+			case <-ctx.Done():
 			case <-t.C:
 			case <-w.pauses.wake:
 			}
-			r.syncPause(false)
+			if ctx.Err() != nil {
+				return
+			}
+			r.syncPause(ctx, false)
 		}
 	})
 	return func() {
-		close(done)
+		cancel()
 		wg.Wait()
 	}
 }
 
 // syncPause writes a pending Pause or Resume to the store, then reads the pause
 // from it and obeys it, unless a Pause or Resume came meanwhile. It reports
-// whether the read succeeded. Failures are logged when they begin and when
-// they end.
-func (r *run) syncPause(first bool) bool {
+// whether the worker's pause is known to match the store's: the read
+// succeeded, or failed after the worker's own Pause or Resume was written.
+// Failures are logged when they begin and when they end, unless ctx, which
+// bounds the calls, has ended.
+func (r *run) syncPause(ctx context.Context, first bool) bool {
 	w := r.w
 	store, ps := w.cfg.control, &w.pauses
 	ps.mu.Lock()
 	pending := ps.pending
 	ps.mu.Unlock()
 	if pending != nil {
-		err := bounded(r.ctx, storeTimeout, "ControlStore.SetPaused", func(ctx context.Context) error {
+		err := bounded(ctx, storeTimeout, "ControlStore.SetPaused", func(ctx context.Context) error {
 			return store.SetPaused(ctx, w.name, *pending)
 		})
 		if err != nil {
-			r.controlTrouble(err, "could not record the pause in the control store")
+			r.controlTrouble(ctx, err, "could not record the pause or resume in the control store")
 			return false
 		}
 		ps.mu.Lock()
@@ -124,17 +129,17 @@ func (r *run) syncPause(first bool) bool {
 		ps.mu.Unlock()
 	}
 	var paused, set bool
-	err := bounded(r.ctx, storeTimeout, "ControlStore.Paused", func(ctx context.Context) (err error) {
+	err := bounded(ctx, storeTimeout, "ControlStore.Paused", func(ctx context.Context) (err error) {
 		paused, set, err = store.Paused(ctx, w.name)
 		return err
 	})
 	if err != nil {
 		msg := "could not read the control store"
-		if first {
+		if first && pending == nil {
 			msg = "could not read the control store: the worker stays paused until it can"
 		}
-		r.controlTrouble(err, msg)
-		return false
+		r.controlTrouble(ctx, err, msg)
+		return pending != nil // written: the store holds what the worker obeys
 	}
 	if r.controlFailing {
 		r.controlFailing = false
@@ -152,9 +157,9 @@ func (r *run) syncPause(first bool) bool {
 }
 
 // controlTrouble logs a failure of the control store, once until it works
-// again, unless the Run is ending.
-func (r *run) controlTrouble(err error, msg string) {
-	if r.controlFailing || r.ctx.Err() != nil {
+// again, unless ctx, the calls' context, has ended: the Run is ending.
+func (r *run) controlTrouble(ctx context.Context, err error, msg string) {
+	if r.controlFailing || ctx.Err() != nil {
 		return
 	}
 	r.controlFailing = true

@@ -213,3 +213,78 @@ func TestWithControlStoreNil(t *testing.T) {
 		t.Fatalf("Run = %v, want an error naming WithControlStore", err)
 	}
 }
+
+// Pause and Resume are recorded in the store even when they change nothing
+// on this replica: a Resume on a replica that has not yet seen a pause made
+// elsewhere undoes that pause on every replica.
+func TestResumeIsRecordedWhereItChangesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &backi.MemoryStore{}
+		w, _ := replicaOf("mailer", store)
+		stop := runInBackground(t, w)
+		synctest.Wait()
+		store.SetPaused(t.Context(), "mailer", true) // elsewhere, not read here yet
+		w.Resume()
+		synctest.Wait()
+		if p, _, _ := store.Paused(t.Context(), "mailer"); p {
+			t.Fatal("a Resume on a replica that was not paused was not recorded")
+		}
+		time.Sleep(time.Second)
+		wantState(t, w, backi.StateIdle)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A worker that ends itself returns at once, even while its control store
+// hangs: the store's call is cancelled rather than waited for.
+func TestAWorkerThatStopsDoesNotWaitForItsControlStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &flakyStore{}
+		release := make(chan struct{})
+		w := backi.Loop("once", func(context.Context) error { <-release; return backi.Stop(nil) },
+			backi.WithControlStore(store), backi.WithLogger(quiet))
+		done := make(chan error, 1)
+		go func() { done <- w.Run(t.Context()) }()
+		synctest.Wait()
+		store.set("block")
+		time.Sleep(time.Second) // the store hangs in a poll meanwhile
+		close(release)
+		ended := time.Now()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(ended); d != 0 {
+			t.Fatalf("Run returned %v after the worker stopped, waiting for the control store", d)
+		}
+	})
+}
+
+// unreadableStore takes writes but fails every read.
+type unreadableStore struct{ backi.MemoryStore }
+
+func (*unreadableStore) Paused(context.Context, string) (bool, bool, error) {
+	return false, false, errors.New("replica lagging")
+}
+
+// A Resume made before Run, once written to the store, is what the store
+// holds: the worker runs, even if it cannot read the store back.
+func TestAResumeWrittenBeforeTheFirstReadHolds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &unreadableStore{}
+		w, turns := replicaOf("mailer", store, backi.WithPaused())
+		w.Resume()
+		stop := runInBackground(t, w)
+		wantState(t, w, backi.StateIdle)
+		if *turns != 1 {
+			t.Fatalf("%d turns after a Resume the store took, want 1", *turns)
+		}
+		if p, set, _ := store.MemoryStore.Paused(t.Context(), "mailer"); p || !set {
+			t.Fatalf("the store holds paused %v, set %v", p, set)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -331,7 +331,8 @@ func Invalid(err error) Option {
 }
 
 // WithPaused makes the worker start paused: Run starts no iteration until
-// Resume (see Worker.Pause).
+// Resume (see Worker.Pause). With WithControlStore, what the store records
+// for the worker wins: WithPaused counts only while it records nothing.
 func WithPaused() Option {
 	return optionFunc(func(c *config) error {
 		c.paused = true

@@ -49,7 +49,8 @@ type Status struct {
 	// running, then backing off, then campaigning, then paused, then idle.
 	State State
 	// Paused tells that the worker is paused (see Worker.Pause), running or
-	// not; its State turns to StatePaused once no iteration is in flight.
+	// not; its State turns to StatePaused once no iteration is in flight,
+	// but stays StateCampaigning while a worker with WithLeader waits to lead.
 	Paused bool
 	// Concurrency is the number of loops (see WithConcurrency).
 	Concurrency int
@@ -76,7 +77,8 @@ type Status struct {
 	// when none is.
 	InFlightSince time.Time
 	// Schedule describes the worker's schedule (see WithSchedule), as its
-	// String method does; empty without a schedule.
+	// String method does: "custom" for a schedule without one (or whose
+	// String panics), empty without a schedule.
 	Schedule string
 	// NextRun is when the next scheduled run starts, jitter included (see
 	// WithSchedule); zero without a schedule.

@@ -85,17 +85,22 @@ func (w *Worker) Wake() {
 // Pause stops the worker from starting iterations until Resume: the
 // iterations in flight finish, and each loop then waits in StatePaused,
 // whatever it was waiting for (an idle, backoff or scheduled wait ends at
-// once). Scheduled runs that fall due while paused are missed, not queued.
-// A paused worker still stops at once when its Run's context ends, and a
-// paused leader keeps its term (see WithLeader), so that no other replica
-// runs the worker meanwhile. Pause never blocks, may be called before Run,
-// and has no effect on a paused worker. Status().Paused reports it at once.
+// once). Scheduled runs that fall due while paused do not run; Resume runs
+// at most one of them. A paused worker still stops at once when its Run's
+// context ends. With WithLeader, a paused worker still campaigns and keeps
+// the terms it wins, running nothing, so that no other replica runs the
+// worker meanwhile: without a ControlStore, a pause on a replica that does
+// not lead stops the work everywhere once that replica comes to lead. Pause
+// never blocks and may be called before Run. On a paused worker it changes
+// nothing here, but still records the pause in the worker's ControlStore, if
+// any (see WithControlStore). Status().Paused reports it at once.
 func (w *Worker) Pause() { w.ask(true) }
 
 // Resume undoes Pause: each loop starts again as Run starts it, with a turn
 // at once or, with a schedule, at the next run, or a catch-up run now if runs
-// were missed (see WithSkipMissed). It never blocks, and has no effect on a
-// worker that is not paused.
+// were missed (see WithSkipMissed). It never blocks. On a worker that is not
+// paused it changes nothing here, but still records the resume in the
+// worker's ControlStore, if any, which resumes the replicas that follow it.
 func (w *Worker) Resume() { w.ask(false) }
 
 // setPaused sets what the loops obey, and tells them.

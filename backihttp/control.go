@@ -13,7 +13,7 @@ import (
 const (
 	ActionPause  = "pause"  // Worker.Pause
 	ActionResume = "resume" // Worker.Resume
-	ActionRun    = "run"    // Worker.Wake: a run now
+	ActionRun    = "run"    // Worker.Wake: a run now, unless the worker backs off after a failure
 )
 
 // A ControlOption configures Control.
@@ -54,7 +54,7 @@ type ControlAnswer struct {
 //
 //	POST /workers/{name}/pause    pause the worker (Worker.Pause)
 //	POST /workers/{name}/resume   resume it (Worker.Resume)
-//	POST /workers/{name}/run      run it now (Worker.Wake)
+//	POST /workers/{name}/run      run it now (Worker.Wake: ends an idle or scheduled wait, not a backoff)
 //
 // Mount it under a prefix of your choice with http.StripPrefix:
 //
@@ -63,9 +63,10 @@ type ControlAnswer struct {
 // It answers with a ControlAnswer as JSON: 200 with the worker's status
 // after the action; 404 for an unknown worker or action; 405 for a method
 // other than POST; 403 for a cross-origin request from a browser, or when
-// the WithAuthorize function refuses; 409 for a run of a paused worker,
-// which runs nothing. A paused worker's status says paused at once, while
-// its iteration in flight finishes.
+// the WithAuthorize function refuses, and 500 when it fails; 409 for a run
+// of a paused worker, which runs nothing; 503 when the request ends before
+// the WithAuthorize function answers. A paused worker's status says paused
+// at once, while its iteration in flight finishes.
 //
 // Control acts on production work: mount it behind the service's own
 // authentication. It refuses cross-origin requests (see
@@ -76,7 +77,7 @@ func Control(h *backi.Host, opts ...ControlOption) http.Handler {
 	if h == nil {
 		panic("backihttp: Control(nil): the host is nil")
 	}
-	c := &control{host: h, log: slog.Default()}
+	c := &control{host: h, log: slog.Default(), cross: http.NewCrossOriginProtection()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -85,13 +86,14 @@ func Control(h *backi.Host, opts ...ControlOption) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, ControlAnswer{Error: "no such action: use POST /workers/{name}/pause, /resume or /run"})
 	})
-	return http.NewCrossOriginProtection().Handler(mux)
+	return mux
 }
 
 type control struct {
 	host      *backi.Host
 	authorize func(r *http.Request, worker, action string) error
 	log       *slog.Logger
+	cross     *http.CrossOriginProtection // checked in take, so that a refusal is answered and logged as the others are
 }
 
 func (c *control) act(w http.ResponseWriter, r *http.Request) {
@@ -123,6 +125,9 @@ func (c *control) take(w http.ResponseWriter, r *http.Request, name, action stri
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return http.StatusMethodNotAllowed, errors.New("use POST")
+	}
+	if err := c.cross.Check(r); err != nil {
+		return http.StatusForbidden, err
 	}
 	if action != ActionPause && action != ActionResume && action != ActionRun {
 		return http.StatusNotFound, errors.New("no such action: pause, resume or run")

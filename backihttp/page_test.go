@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/backihttp"
+	"github.com/backi-go/backi/backitest"
 	"github.com/backi-go/backi/internal/browsertest"
 )
 
@@ -130,7 +134,90 @@ func TestPageShowsControls(t *testing.T) {
 		`<th id="actions-head">Actions</th>`,
 		`<td data-field="state" data-label="State" class="state paused">paused</td>`,
 		`<button class="resume" data-action="resume">Resume</button><button class="run" data-action="run" disabled="" title="resume it first">Run now</button>`,
-		`<button class="pause" data-action="pause">Pause</button><button class="run" data-action="run" title="end its wait and run it now">Run now</button>`,
+		`<button class="pause" data-action="pause">Pause</button><button class="run" data-action="run" title="end its idle or scheduled wait and run it now">Run now</button>`,
+	} {
+		if !strings.Contains(dom, want) {
+			t.Fatalf("the page lacks %s:\n%s", want, dom)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// A refused action stays on the page after the refreshes that follow it: here
+// a run of a worker that does not exist, as a stale row would ask for.
+func TestPageKeepsARefusal(t *testing.T) {
+	srv := servePage(t, backihttp.PageControls("/control"))
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The page as served, which asks to run "gone" once it has shown its
+	// rows, as a click on a stale row would; the rest goes to the page's
+	// server.
+	target, _ := url.Parse(srv.URL)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	clicking := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.URL.Query()["json"]; ok || r.URL.Path != "/" {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(html)
+		io.WriteString(w, `<script>setTimeout(() => act({name: "gone"}, "run"), 1500)</script>`)
+	}))
+	defer clicking.Close()
+	dom := browsertest.DOM(t, clicking.URL+"/", 3*time.Second)
+	if !strings.Contains(dom, "run gone: no such worker") {
+		t.Fatalf("the refusal is not on the page after its refreshes:\n%s", dom)
+	}
+	if !strings.Contains(dom, `<tr data-worker="ticker">`) {
+		t.Fatalf("the page did not refresh:\n%s", dom)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// A paused worker that waits to lead is paused, not pausing: only an
+// iteration in flight makes a paused worker pausing.
+func TestPageTellsPausedFromPausing(t *testing.T) {
+	page := backihttp.NewPage()
+	h := backi.NewHost(backi.WithSignals(), backi.WithLogger(quiet), backi.WithObserver(page))
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	busy := backi.Loop("busy", func(context.Context) error {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-release
+		return nil
+	})
+	h.Add(
+		backi.Loop("follower", func(context.Context) error { return nil },
+			backi.WithLeader(backitest.NewElector()), backi.WithPaused()),
+		busy,
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- h.Run(ctx) }()
+	defer func() {
+		close(release)
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	srv := httptest.NewServer(page.Handler(h))
+	defer srv.Close()
+	<-started
+	busy.Pause() // while its iteration is in flight
+	dom := browsertest.DOM(t, srv.URL+"/", 2*time.Second)
+	for _, want := range []string{
+		`class="state campaigning">campaigning, paused</td>`,
+		`class="state running">running, pausing</td>`,
 	} {
 		if !strings.Contains(dom, want) {
 			t.Fatalf("the page lacks %s:\n%s", want, dom)

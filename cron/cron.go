@@ -58,7 +58,10 @@ func WithLocation(loc *time.Location) Option {
 var fieldNames = []string{"minute", "hour", "day-of-month", "month", "day-of-week"}
 
 // Parse parses a cron expression into a schedule. Its error names the field
-// that could not be read.
+// that could not be read. The schedule's String method, which
+// backi.Status.Schedule shows, returns "cron " and the expression, followed
+// by the time zone in parentheses unless the expression names its own:
+// "cron 0 9 * * MON-FRI (UTC)".
 func Parse(expr string, opts ...Option) (backi.Schedule, error) {
 	c := config{loc: time.UTC}
 	for _, o := range opts {

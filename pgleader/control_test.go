@@ -114,6 +114,11 @@ func TestPauseHoldsOnEveryReplica(t *testing.T) {
 	if d := next.at.Sub(resumed); d > time.Second {
 		t.Fatalf("work started %v after the resume, want within 1s", d)
 	}
+	// Half a second of work, for check's count: the pause may have come
+	// before the first leader ran more than one iteration.
+	c.waitFor("work half a second after the resume", 5*time.Second, func(r record) bool {
+		return r.kind == "end" && r.at.After(next.at.Add(500*time.Millisecond))
+	})
 	c.check()
 }
 

@@ -16,11 +16,12 @@ import (
 var ErrStaleTerm = errors.New("pgleader: a newer term has recorded a run")
 
 // Store is a backi.ScheduleStore and a backi.ControlStore in PostgreSQL, in
-// the tables backi_schedule_runs and backi_worker_controls, which it creates. With backi.WithLeader and this
-// elector, a periodic worker runs each scheduled run once across replicas,
-// restarts and failovers: the leader records each completed run with its
-// term's fencing token, a deposed leader's record is refused, and a new
-// leader continues from the last recorded run.
+// the tables backi_schedule_runs and backi_worker_controls, which it
+// creates. With backi.WithLeader and this elector, a periodic worker runs
+// each scheduled run once across replicas, restarts and failovers: the
+// leader records each completed run with its term's fencing token, a deposed
+// leader's record is refused, and a new leader continues from the last
+// recorded run.
 //
 // Two windows remain, where a run is done again by the next leader: a leader
 // that dies after its iteration ended and before the record was written, and
@@ -157,7 +158,7 @@ func (s *Store) Paused(ctx context.Context, name string) (paused, set bool, err 
 		return err
 	})
 	if err != nil {
-		return false, false, fmt.Errorf("pgleader: is %q paused: %w", name, err)
+		return false, false, fmt.Errorf("pgleader: read whether %q is paused: %w", name, err)
 	}
 	return paused, set, nil
 }
@@ -169,7 +170,7 @@ func (s *Store) SetPaused(ctx context.Context, name string, paused bool) error {
 			INSERT INTO backi_worker_controls (name, paused) VALUES ($1, $2)
 			ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = now()`, name, paused)
 		if err != nil {
-			return fmt.Errorf("pgleader: record the pause of %q: %w", name, err)
+			return fmt.Errorf("pgleader: record whether %q is paused: %w", name, err)
 		}
 		return nil
 	})

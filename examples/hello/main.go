@@ -2,8 +2,9 @@
 // "Hello World!" on / while a background worker logs Running and Done every
 // second. /livez and /readyz answer Kubernetes probes and /status shows the
 // worker's status as JSON, /metrics its Prometheus metrics, /backi is a
-// live status page to open in a browser, and POST
-// /backi/control/workers/hello/pause (or resume, or run) acts on the worker. Ctrl+C or SIGTERM stops everything cleanly.
+// live status page to open in a browser, with buttons that pause, resume and
+// run the worker, as POST /backi/control/workers/hello/pause (or resume, or
+// run) does. Ctrl+C or SIGTERM stops everything cleanly.
 //
 //	go run ./examples/hello [-addr :8080]
 package main
