@@ -309,3 +309,27 @@ func TestPausedLeaderKeepsItsTerm(t *testing.T) {
 		}
 	})
 }
+
+// A Wake made right after Resume counts: the worker is no longer paused, so
+// a periodic worker runs at once rather than at its next scheduled run.
+func TestWakeRightAfterResumeRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var starts []time.Time
+		w := backi.Loop("hourly", func(context.Context) error { starts = append(starts, time.Now()); return nil },
+			backi.WithSchedule(backi.Every(time.Hour)), backi.WithLogger(quiet))
+		stop := runInBackground(t, w)
+		time.Sleep(10 * time.Minute)
+		w.Pause()
+		wantState(t, w, backi.StatePaused)
+		time.Sleep(time.Minute)
+		w.Resume()
+		w.Wake()
+		synctest.Wait()
+		if len(starts) != 1 {
+			t.Fatalf("%d runs after Resume and Wake, want one at once: the Wake was lost", len(starts))
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
