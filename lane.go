@@ -109,30 +109,40 @@ func (l *lane) drive() error {
 
 // hold waits while the worker is paused, in StatePaused, and then starts the
 // loop's pacing afresh, as Run does. It reports false when the loop's context
-// ends first. A Wake meanwhile is ignored, and the first loop says so.
+// ends first. A Wake made before the pause is dropped, one made during it is
+// ignored (Wake tells them apart), and the first loop says so; a Wake made
+// after Resume counts.
 func (l *lane) hold() bool {
 	sl, log := l.sl, l.r.log
 	l.setState(StatePaused)
 	sl.setNextRun(time.Time{})
+	if sl.woken.Swap(false) {
+		l.w.stats.wakeIgnored.Store(true)
+	}
 	if l.index == 0 {
 		log.LogAttrs(l.ctx, slog.LevelInfo, "worker paused")
 	}
 	for l.w.stats.paused.Load() {
-		if sl.woken.Swap(false) && l.index == 0 {
-			log.LogAttrs(l.ctx, slog.LevelInfo, "Wake ignored: the worker is paused")
-		}
+		l.ignoredWake()
 		select {
 		case <-l.done:
 			return false
 		case <-sl.signal:
 		}
 	}
-	sl.woken.Store(false)
+	l.ignoredWake()
 	if l.index == 0 {
 		log.LogAttrs(l.ctx, slog.LevelInfo, "worker resumed")
 	}
 	l.pace = l.w.newPacer()
 	return true
+}
+
+// ignoredWake logs, on the first loop, that a Wake was ignored, if one was.
+func (l *lane) ignoredWake() {
+	if l.index == 0 && l.w.stats.wakeIgnored.Swap(false) {
+		l.r.log.LogAttrs(l.ctx, slog.LevelInfo, "Wake ignored: the worker is paused")
+	}
 }
 
 // await waits until the start of step s, if it has one, and notes in s

@@ -77,6 +77,12 @@ func (w *Worker) Status() Status {
 // paused worker it does nothing, and the worker logs that it ignored it. It
 // never blocks, and may be called before Run.
 func (w *Worker) Wake() {
+	if w.stats.paused.Load() {
+		// Ignored, and said so by the first loop, which the poke tells.
+		w.stats.wakeIgnored.Store(true)
+		w.stats.slots[0].poke()
+		return
+	}
 	for i := range w.stats.slots {
 		w.stats.slots[i].wake()
 	}
