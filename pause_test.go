@@ -333,3 +333,47 @@ func TestWakeRightAfterResumeRuns(t *testing.T) {
 		}
 	})
 }
+
+// WithRunAtStart runs once when the worker starts, not on every Resume: a
+// pause and resume with no scheduled run missed runs nothing until the next
+// run, so that clicking Pause and Resume cannot run an hourly job at will.
+// A worker started paused has not had its start run yet: Resume runs it.
+func TestResumeDoesNotRepeatTheRunAtStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var starts []time.Time
+		w := backi.Loop("hourly", func(context.Context) error { starts = append(starts, time.Now()); return nil },
+			backi.WithSchedule(backi.Every(time.Hour)), backi.WithRunAtStart(), backi.WithLogger(quiet))
+		begin := time.Now()
+		stop := runInBackground(t, w)
+		time.Sleep(10 * time.Minute)
+		for range 3 {
+			w.Pause()
+			wantState(t, w, backi.StatePaused)
+			time.Sleep(time.Minute)
+			w.Resume()
+			synctest.Wait()
+		}
+		time.Sleep(time.Hour - 13*time.Minute + time.Second)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if want := []time.Time{begin, begin.Add(time.Hour)}; !equalTimes(starts, want) {
+			t.Fatalf("runs at %v, want %v: Resume repeated the run at start", starts, want)
+		}
+
+		starts = nil
+		w = backi.Loop("hourly", func(context.Context) error { starts = append(starts, time.Now()); return nil },
+			backi.WithSchedule(backi.Every(time.Hour)), backi.WithRunAtStart(), backi.WithPaused(), backi.WithLogger(quiet))
+		stop = runInBackground(t, w)
+		time.Sleep(10 * time.Minute)
+		w.Resume()
+		synctest.Wait()
+		resumed := time.Now()
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if want := []time.Time{resumed}; !equalTimes(starts, want) {
+			t.Fatalf("a worker started paused: runs at %v, want %v", starts, want)
+		}
+	})
+}
