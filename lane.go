@@ -27,6 +27,7 @@ type lane struct {
 	attempt int         // consecutive failures
 	scope   *Scope      // the turn's
 	inTurn  bool        // a turn has begun and is not counted yet
+	turned  bool        // a turn has begun since the loop started (see hold)
 	goexit  error       // the cleanups' errors of a turn ended by runtime.Goexit
 	err     error       // the loop's result, once run has returned
 	stopped bool        // the loop ended the worker: Stop, a hook or the escalation policy
@@ -135,6 +136,9 @@ func (l *lane) hold() bool {
 		log.LogAttrs(l.ctx, slog.LevelInfo, "worker resumed")
 	}
 	l.pace = l.w.newPacer()
+	if p, ok := l.pace.(*scheduled); ok && l.turned {
+		p.resumed = true // the run at start is done: WithRunAtStart does not repeat it
+	}
 	return true
 }
 
@@ -173,7 +177,7 @@ type turn struct {
 // iteration's context.
 func (l *lane) begin(t *turn, start, due time.Time, woken bool) {
 	*t = turn{start: start, debug: l.r.log.Enabled(l.ctx, slog.LevelDebug)}
-	l.inTurn = true
+	l.inTurn, l.turned = true, true
 	l.sl.started.Store(t.start.UnixNano())
 	l.setState(StateRunning)
 	if t.debug || l.r.obs != nil {

@@ -100,8 +100,9 @@ func (w *Worker) Pause() { w.ask(true) }
 
 // Resume undoes Pause: each loop starts again as Run starts it, with a turn
 // at once or, with a schedule, at the next run, or a catch-up run now if runs
-// were missed (see WithSkipMissed). It never blocks, and has no effect on a
-// worker that is not paused.
+// were missed (see WithSkipMissed); the run of WithRunAtStart is not
+// repeated once the loop has had a turn. It never blocks, and has no effect
+// on a worker that is not paused.
 func (w *Worker) Resume() { w.ask(false) }
 
 // setPaused sets what the loops obey, and tells them.
@@ -356,7 +357,7 @@ func (r *run) runLanes(ctx context.Context, term *held) (wasLost bool, err error
 	}
 	for _, l := range r.lanes {
 		l.ctx, l.done, l.pace = lctx, lctx.Done(), r.w.newPacer()
-		l.term, l.trusted, l.lose = term, time.Time{}, cancel
+		l.term, l.trusted, l.lose, l.turned = term, time.Time{}, cancel, false
 	}
 	if len(r.lanes) == 1 {
 		r.lanes[0].run()
