@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -374,6 +375,34 @@ func TestResumeDoesNotRepeatTheRunAtStart(t *testing.T) {
 		}
 		if want := []time.Time{resumed}; !equalTimes(starts, want) {
 			t.Fatalf("a worker started paused: runs at %v, want %v", starts, want)
+		}
+	})
+}
+
+// A Pause made while the loop asks the term for its lease, just before a
+// turn, holds: no turn starts after Pause has returned.
+func TestPauseWhileTheLeaseIsAskedStartsNoTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		term := &leaseOnly{lease: func() time.Time {
+			time.Sleep(50 * time.Millisecond) // a round trip to the elector's database
+			return time.Now().Add(time.Hour)
+		}}
+		e := electorFunc(func(ctx context.Context) (backi.Term, error) { return term, nil })
+		var turns atomic.Int32
+		w := backi.Loop("singleton", func(context.Context) error { turns.Add(1); return backi.ErrNoWork },
+			backi.WithLeader(e), backi.WithPaused(), backi.WithIdle(time.Hour, time.Hour), backi.WithLogger(quiet))
+		stop := runInBackground(t, w)
+		wantState(t, w, backi.StatePaused)
+		w.Resume()
+		time.Sleep(10 * time.Millisecond) // the loop is asking for the lease
+		w.Pause()
+		time.Sleep(time.Second)
+		if n := turns.Load(); n != 0 {
+			t.Fatalf("%d turns started after Pause returned", n)
+		}
+		wantState(t, w, backi.StatePaused)
+		if err := stop(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }
