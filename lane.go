@@ -99,6 +99,9 @@ func (l *lane) drive() error {
 			l.lose(ErrLeadershipLost)
 			return nil
 		}
+		if l.w.stats.paused.Load() { // paused while termOver asked the lease
+			continue
+		}
 		l.begin(&t, start, s.due, s.woken)
 		l.iterate(&t)
 		if stop, err := l.end(&t, s); stop {
