@@ -68,33 +68,36 @@ func (w *Worker) ask(p bool) {
 // follow keeps the worker's pause and its ControlStore in step while the Run
 // lasts: it syncs them once, then starts a goroutine that syncs them every
 // controlPoll and on each Pause or Resume. It returns the function that
-// stops the goroutine and waits for it.
+// stops the goroutine, cancelling its call of the store, and waits for it.
 func (r *run) follow() (stop func()) {
 	w := r.w
-	if !r.syncPause(true) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	if !r.syncPause(ctx, true) {
 		w.pauses.mu.Lock()
 		if w.pauses.pending == nil {
 			w.setPaused(true) // until the store says otherwise
 		}
 		w.pauses.mu.Unlock()
 	}
-	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(controlPoll)
 		defer t.Stop()
 		for {
 			select {
-			case <-done:
+			case <-ctx.Done():
 				return
 			case <-t.C:
 			case <-w.pauses.wake:
 			}
-			r.syncPause(false)
+			if ctx.Err() != nil {
+				return
+			}
+			r.syncPause(ctx, false)
 		}
 	})
 	return func() {
-		close(done)
+		cancel()
 		wg.Wait()
 	}
 }
@@ -103,18 +106,18 @@ func (r *run) follow() (stop func()) {
 // from it and obeys it, unless a Pause or Resume came meanwhile. It reports
 // whether the read succeeded. Failures are logged when they begin and when
 // they end.
-func (r *run) syncPause(first bool) bool {
+func (r *run) syncPause(ctx context.Context, first bool) bool {
 	w := r.w
 	store, ps := w.cfg.control, &w.pauses
 	ps.mu.Lock()
 	pending := ps.pending
 	ps.mu.Unlock()
 	if pending != nil {
-		err := bounded(r.ctx, storeTimeout, "ControlStore.SetPaused", func(ctx context.Context) error {
+		err := bounded(ctx, storeTimeout, "ControlStore.SetPaused", func(ctx context.Context) error {
 			return store.SetPaused(ctx, w.name, *pending)
 		})
 		if err != nil {
-			r.controlTrouble(err, "could not record the pause in the control store")
+			r.controlTrouble(ctx, err, "could not record the pause in the control store")
 			return false
 		}
 		ps.mu.Lock()
@@ -124,7 +127,7 @@ func (r *run) syncPause(first bool) bool {
 		ps.mu.Unlock()
 	}
 	var paused, set bool
-	err := bounded(r.ctx, storeTimeout, "ControlStore.Paused", func(ctx context.Context) (err error) {
+	err := bounded(ctx, storeTimeout, "ControlStore.Paused", func(ctx context.Context) (err error) {
 		paused, set, err = store.Paused(ctx, w.name)
 		return err
 	})
@@ -133,7 +136,7 @@ func (r *run) syncPause(first bool) bool {
 		if first {
 			msg = "could not read the control store: the worker stays paused until it can"
 		}
-		r.controlTrouble(err, msg)
+		r.controlTrouble(ctx, err, msg)
 		return false
 	}
 	if r.controlFailing {
@@ -152,9 +155,9 @@ func (r *run) syncPause(first bool) bool {
 }
 
 // controlTrouble logs a failure of the control store, once until it works
-// again, unless the Run is ending.
-func (r *run) controlTrouble(err error, msg string) {
-	if r.controlFailing || r.ctx.Err() != nil {
+// again, unless the follower, whose context is ctx, is ending.
+func (r *run) controlTrouble(ctx context.Context, err error, msg string) {
+	if r.controlFailing || ctx.Err() != nil {
 		return
 	}
 	r.controlFailing = true
