@@ -163,14 +163,14 @@ func (c *control) ask(r *http.Request, name, action string) (int, error) {
 		normal := false
 		defer func() {
 			if p := recover(); p != nil {
-				done <- answer{failed: fmt.Sprintf("panic: %v", p)}
+				done <- answer{failed: "panic: " + text(p)}
 			} else if !normal {
 				done <- answer{failed: "runtime.Goexit"}
 			}
 		}()
 		var a answer
 		if err := c.authorize(r, name, action); err != nil {
-			a.refused = errors.New(fmt.Sprint(err)) // fmt contains a panicking Error method
+			a.refused = errors.New(text(err))
 		}
 		normal = true
 		done <- a
@@ -199,4 +199,16 @@ func (c *control) worker(name string) *backi.Worker {
 		}
 	}
 	return nil
+}
+
+// text returns v's text as fmt prints it, or, should that panic (fmt
+// contains a panicking Error or String method only once, not a panic value
+// that panics again when printed), a description of v's type.
+func text(v any) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = fmt.Sprintf("%T (its text panics)", v)
+		}
+	}()
+	return fmt.Sprint(v)
 }
