@@ -6,6 +6,7 @@ package backihttp_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/backihttp"
 )
 
@@ -74,4 +76,50 @@ func TestControlSurvivesAnAuthorizerWithAPanickingValue(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A worker whose last error's text panics leaves the status, the page, the
+// liveness check and the controls working, for it and for every other
+// worker: the error shows as a description of its type.
+func TestAPanickingLastErrorBreaksNoHandler(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		page := backihttp.NewPage()
+		h := backi.NewHost(backi.WithSignals(), backi.WithLogger(quiet), backi.WithObserver(page))
+		h.Add(
+			backi.Loop("bomb", func(context.Context) error { return bomb{} }, backi.WithBackoff(backi.ConstantBackoff(time.Hour))),
+			backi.Loop("fine", func(context.Context) error { return backi.ErrNoWork }),
+		)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- h.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}()
+		synctest.Wait()
+		for _, c := range []struct {
+			name, method, path string
+			h                  http.Handler
+		}{
+			{"status", "GET", "/", backihttp.Status(h)},
+			{"page", "GET", "/?json", page.Handler(h)},
+			{"liveness", "GET", "/", backihttp.Liveness(h, backihttp.WithFailureThreshold(1))},
+			{"control", "POST", "/workers/bomb/pause", backihttp.Control(h, backihttp.WithControlLogger(quiet))},
+		} {
+			rec := httptest.NewRecorder()
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Errorf("%s panicked: %T", c.name, p)
+					}
+				}()
+				c.h.ServeHTTP(rec, httptest.NewRequest(c.method, c.path, nil))
+			}()
+			if body := rec.Body.String(); !strings.Contains(body, "bomb (its text panics)") {
+				t.Errorf("%s: %d %q, want the error described by its type", c.name, rec.Code, body)
+			}
+		}
+	})
 }
