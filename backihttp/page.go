@@ -103,10 +103,10 @@ func (p *Page) IterationEnd(ctx context.Context, e backi.IterationEvent, r backi
 // StateChange implements backi.Observer.
 func (p *Page) StateChange(string, int, backi.State, backi.State) {}
 
-// newFailure describes a failure that ended at, with err. The error's text
-// is read with fmt, which contains a panicking Error method.
+// newFailure describes a failure that ended at, with err, whose text is
+// read with text.
 func newFailure(at time.Time, err error) PageFailure {
-	f := PageFailure{At: at, Error: fmt.Sprint(err)}
+	f := PageFailure{At: at, Error: text(err)}
 	if pe, ok := errors.AsType[*backi.PanicError](err); ok {
 		f.Stack = strings.TrimSpace(string(pe.Stack))
 	}
