@@ -224,3 +224,47 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// A cross-origin request is refused as every refusal is: logged with the
+// worker, the action and the remote address, and answered with a
+// ControlAnswer in JSON.
+func TestControlLogsCrossOriginRefusals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf strings.Builder
+		var mu sync.Mutex
+		log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil))
+		c, w, _ := controlled(t, "mailer", backihttp.WithControlLogger(log))
+		for _, header := range [][]string{
+			{"Sec-Fetch-Site", "cross-site"},
+			{"Sec-Fetch-Site", "same-site"},
+			{"Origin", "https://evil.example"},
+		} {
+			req := httptest.NewRequest("POST", "/workers/mailer/pause", nil)
+			req.Header.Set(header[0], header[1])
+			rec := httptest.NewRecorder()
+			c.ServeHTTP(rec, req)
+			var ans backihttp.ControlAnswer
+			if err := json.Unmarshal(rec.Body.Bytes(), &ans); rec.Code != 403 || err != nil || ans.Error == "" || ans.Action != "pause" {
+				t.Errorf("%v: %d %q (%v), want 403 and a ControlAnswer saying why", header, rec.Code, rec.Body.String(), err)
+			}
+		}
+		if w.Status().Paused {
+			t.Fatal("a cross-origin request paused the worker")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if len(lines) != 3 {
+			t.Fatalf("%d log records for 3 refusals: %q", len(lines), buf.String())
+		}
+		for _, line := range lines {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+			if rec["worker"] != "mailer" || rec["action"] != "pause" || rec["remote"] != "192.0.2.1:1234" || rec["code"] != 403.0 {
+				t.Errorf("log record %v", rec)
+			}
+		}
+	})
+}
