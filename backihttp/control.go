@@ -76,7 +76,7 @@ func Control(h *backi.Host, opts ...ControlOption) http.Handler {
 	if h == nil {
 		panic("backihttp: Control(nil): the host is nil")
 	}
-	c := &control{host: h, log: slog.Default()}
+	c := &control{host: h, log: slog.Default(), origins: http.NewCrossOriginProtection()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -85,13 +85,14 @@ func Control(h *backi.Host, opts ...ControlOption) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, ControlAnswer{Error: "no such action: use POST /workers/{name}/pause, /resume or /run"})
 	})
-	return http.NewCrossOriginProtection().Handler(mux)
+	return mux
 }
 
 type control struct {
 	host      *backi.Host
 	authorize func(r *http.Request, worker, action string) error
 	log       *slog.Logger
+	origins   *http.CrossOriginProtection // checked by take, so that its refusals are logged
 }
 
 func (c *control) act(w http.ResponseWriter, r *http.Request) {
@@ -123,6 +124,9 @@ func (c *control) take(w http.ResponseWriter, r *http.Request, name, action stri
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		return http.StatusMethodNotAllowed, errors.New("use POST")
+	}
+	if err := c.origins.Check(r); err != nil {
+		return http.StatusForbidden, err
 	}
 	if action != ActionPause && action != ActionResume && action != ActionRun {
 		return http.StatusNotFound, errors.New("no such action: pause, resume or run")
