@@ -266,3 +266,36 @@ func TestControlLogsCrossOriginRefusals(t *testing.T) {
 		}
 	})
 }
+
+// A refused request learns nothing of the worker: its answer carries the
+// worker's status (its last error, its term) only when the action passed
+// every check, so that a caller the authorize function refuses, or one that
+// sends a GET, which is refused before authorize is asked, cannot read it.
+func TestControlTellsRefusedCallersNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _, _ := controlled(t, "mailer", backihttp.WithAuthorize(func(*http.Request, string, string) error {
+			return errors.New("operators only")
+		}))
+		for _, r := range []struct {
+			method, path string
+			header       []string
+		}{
+			{"GET", "/workers/mailer/pause", nil},
+			{"HEAD", "/workers/mailer/pause", nil},
+			{"OPTIONS", "/workers/mailer/pause", nil},
+			{"POST", "/workers/mailer/status", nil},
+			{"POST", "/workers/mailer/pause", nil},
+			{"POST", "/workers/mailer/pause", []string{"Sec-Fetch-Site", "cross-site"}},
+		} {
+			req := httptest.NewRequest(r.method, r.path, nil)
+			for i := 0; i+1 < len(r.header); i += 2 {
+				req.Header.Set(r.header[i], r.header[i+1])
+			}
+			rec := httptest.NewRecorder()
+			c.ServeHTTP(rec, req)
+			if rec.Code == 200 || strings.Contains(rec.Body.String(), `"worker"`) {
+				t.Errorf("%s %s %v: %d %s, want a refusal without the worker's status", r.method, r.path, r.header, rec.Code, rec.Body.String())
+			}
+		}
+	})
+}
