@@ -46,7 +46,9 @@ type ControlAnswer struct {
 	Action string `json:"action,omitempty"`
 	// Error says why the action was refused; empty when it was taken.
 	Error string `json:"error,omitempty"`
-	// Worker is the worker's status after the action, if the worker exists.
+	// Worker is the worker's status after the action, when the request
+	// passed every check (200, or 409 for a run of a paused worker); a
+	// refused caller learns nothing of the worker.
 	Worker *WorkerStatus `json:"worker,omitempty"`
 }
 
@@ -105,9 +107,11 @@ func (c *control) act(w http.ResponseWriter, r *http.Request) {
 		attrs = append(attrs, slog.String("refused", ans.Error))
 	}
 	c.say(r, slog.LevelInfo, "worker control", attrs...)
-	if wk := c.worker(name); wk != nil {
-		st := NewWorkerStatus(wk.Status())
-		ans.Worker = &st
+	if code == http.StatusOK || code == http.StatusConflict { // past every check: the caller may see the worker
+		if wk := c.worker(name); wk != nil {
+			st := NewWorkerStatus(wk.Status())
+			ans.Worker = &st
+		}
 	}
 	writeJSON(w, code, ans)
 }
