@@ -167,11 +167,12 @@ type pageConfig struct{ control string }
 // PageControls makes the page show Pause, Resume and Run now buttons for
 // each worker, which post to the Control handler mounted at path (as in
 // mux.Handle(path+"/", http.StripPrefix(path, backihttp.Control(host)))). A
-// pause asks for confirmation first. path must start with "/"; the buttons
-// are same-origin requests, which Control accepts.
+// pause asks for confirmation first. path must start with one "/", not "//"
+// or "/\", which a browser reads as another host; the buttons are
+// same-origin requests, which Control accepts.
 func PageControls(path string) PageOption {
-	if !strings.HasPrefix(path, "/") {
-		panic(fmt.Sprintf("backihttp: PageControls(%q): the path must start with /", path))
+	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || strings.HasPrefix(path, `/\`) {
+		panic(fmt.Sprintf("backihttp: PageControls(%q): the path must start with one / and name no host", path))
 	}
 	return func(c *pageConfig) { c.control = strings.TrimSuffix(path, "/") }
 }
