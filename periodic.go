@@ -103,9 +103,9 @@ func (p *scheduled) jitter(due time.Time) time.Duration {
 
 // first works out the first run: now with WithRunAtStart, unless the lane
 // resumes after its turns began, else from the last completed run in the
-// store (see resume). It reports false when the
-// lane is to ask again after p.then's wait, or end: when the store cannot be
-// read, which is a failure of the lane, or the schedule failed.
+// store (see resume). It reports false when the lane is to ask again after
+// p.then's wait, or end: when the store cannot be read, which is a failure
+// of the lane, or the schedule failed.
 func (p *scheduled) first(l *lane) bool {
 	now := time.Now()
 	if p.c.runAtStart && !p.resumed {
