@@ -3,8 +3,10 @@ package backi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,6 +51,7 @@ type pauses struct {
 	mu      sync.Mutex
 	pending *bool         // the latest Pause or Resume, until it is in the store
 	wake    chan struct{} // tells the follower of a pending change
+	busy    atomic.Bool   // a call of the store runs, perhaps abandoned (see call)
 }
 
 // ask records a Pause (p true) or a Resume, which takes effect at once.
@@ -72,14 +75,14 @@ func (w *Worker) ask(p bool) {
 // stops the goroutine, cancelling its call of the store, and waits for it.
 func (r *run) follow() (stop func()) {
 	w := r.w
-	if !r.syncPause(r.ctx, true) {
+	ctx, cancel := context.WithCancel(r.ctx)
+	if !r.syncPause(ctx, true) {
 		w.pauses.mu.Lock()
 		if w.pauses.pending == nil {
 			w.setPaused(true) // until the store says otherwise
 		}
 		w.pauses.mu.Unlock()
 	}
-	ctx, cancel := context.WithCancel(r.ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(controlPoll)
@@ -87,6 +90,7 @@ func (r *run) follow() (stop func()) {
 		for {
 			select {
 			case <-ctx.Done():
+				return
 			case <-t.C:
 			case <-w.pauses.wake:
 			}
@@ -115,7 +119,7 @@ func (r *run) syncPause(ctx context.Context, first bool) bool {
 	pending := ps.pending
 	ps.mu.Unlock()
 	if pending != nil {
-		err := bounded(ctx, storeTimeout, "ControlStore.SetPaused", func(ctx context.Context) error {
+		err := r.call(ctx, "ControlStore.SetPaused", func(ctx context.Context) error {
 			return store.SetPaused(ctx, w.name, *pending)
 		})
 		if err != nil {
@@ -129,7 +133,7 @@ func (r *run) syncPause(ctx context.Context, first bool) bool {
 		ps.mu.Unlock()
 	}
 	var paused, set bool
-	err := bounded(ctx, storeTimeout, "ControlStore.Paused", func(ctx context.Context) (err error) {
+	err := r.call(ctx, "ControlStore.Paused", func(ctx context.Context) (err error) {
 		paused, set, err = store.Paused(ctx, w.name)
 		return err
 	})
@@ -154,6 +158,21 @@ func (r *run) syncPause(ctx context.Context, first bool) bool {
 	}
 	ps.mu.Unlock()
 	return true
+}
+
+// call calls fn, which calls the store's method what, bounded by storeTimeout
+// (see bounded), unless a call that bounded abandoned is still running: then
+// it fails at once, so that a store that never returns ties up one goroutine,
+// not one more every few seconds.
+func (r *run) call(ctx context.Context, what string, fn func(context.Context) error) error {
+	busy := &r.w.pauses.busy
+	if !busy.CompareAndSwap(false, true) {
+		return fmt.Errorf("backi: %s: an earlier call, abandoned, has not returned yet", what)
+	}
+	return bounded(ctx, storeTimeout, what, func(ctx context.Context) error {
+		defer busy.Store(false)
+		return fn(ctx)
+	})
 }
 
 // controlTrouble logs a failure of the control store, once until it works

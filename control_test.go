@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -285,6 +286,101 @@ func TestAResumeWrittenBeforeTheFirstReadHolds(t *testing.T) {
 		}
 		if err := stop(); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// slowStore answers its first read at once, and then blocks each call until
+// its context ends or release is closed; it counts the calls in flight, the
+// most at once in most. ignore makes it ignore its context.
+type slowStore struct {
+	backi.MemoryStore
+	ignore  bool
+	release chan struct{}
+	calls   atomic.Int32
+	now     atomic.Int32
+	most    atomic.Int32
+}
+
+func (s *slowStore) block(ctx context.Context) error {
+	if s.calls.Add(1) == 1 {
+		return nil
+	}
+	n := s.now.Add(1)
+	defer s.now.Add(-1)
+	for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
+	}
+	if s.ignore {
+		<-s.release
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.release:
+		return nil
+	}
+}
+
+func (s *slowStore) Paused(ctx context.Context, name string) (bool, bool, error) {
+	if err := s.block(ctx); err != nil {
+		return false, false, err
+	}
+	return s.MemoryStore.Paused(ctx, name)
+}
+
+func (s *slowStore) SetPaused(ctx context.Context, name string, p bool) error {
+	if err := s.block(ctx); err != nil {
+		return err
+	}
+	return s.MemoryStore.SetPaused(ctx, name, p)
+}
+
+// A worker that ends itself (Stop, or its escalation policy) returns from
+// Run at once, without waiting for a slow read of its control store.
+func TestRunReturnsAtOnceDespiteASlowControlStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &slowStore{release: make(chan struct{})}
+		defer close(store.release)
+		var stopped time.Time
+		w := backi.Loop("once", func(context.Context) error {
+			time.Sleep(time.Second) // the follower is reading the store
+			stopped = time.Now()
+			return backi.Stop(nil)
+		}, backi.WithControlStore(store), backi.WithLogger(quiet))
+		if err := w.Run(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(stopped); d > 100*time.Millisecond {
+			t.Fatalf("Run returned %v after the worker stopped, waiting for the control store", d)
+		}
+	})
+}
+
+// A store that never returns, whatever its context says, has one call in
+// flight at a time: the worker does not call it again while a call it
+// abandoned still runs, so that goroutines do not pile up.
+func TestAHungControlStoreDoesNotPileUpCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log, rec := newRecorder()
+		store := &slowStore{release: make(chan struct{}), ignore: true}
+		w, _ := replicaOf("mailer", store, backi.WithLogger(log))
+		stop := runInBackground(t, w)
+		time.Sleep(time.Minute)
+		most := store.most.Load()
+		close(store.release)
+		time.Sleep(time.Second)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if most > 1 {
+			t.Fatalf("%d calls of the hung store in flight at once after a minute, want 1", most)
+		}
+		if errs := rec.atLeast(slog.LevelError); len(errs) != 1 {
+			t.Fatalf("errors logged: %q, want one", errs)
+		}
+		if len(rec.find("control store readable again")) != 1 {
+			t.Fatal("the store's recovery was not logged")
 		}
 	})
 }

@@ -27,6 +27,7 @@ type lane struct {
 	attempt int         // consecutive failures
 	scope   *Scope      // the turn's
 	inTurn  bool        // a turn has begun and is not counted yet
+	turned  bool        // a turn has begun since the loop started (see hold)
 	goexit  error       // the cleanups' errors of a turn ended by runtime.Goexit
 	err     error       // the loop's result, once run has returned
 	stopped bool        // the loop ended the worker: Stop, a hook or the escalation policy
@@ -98,6 +99,9 @@ func (l *lane) drive() error {
 			l.lose(ErrLeadershipLost)
 			return nil
 		}
+		if l.w.stats.paused.Load() { // paused while termOver asked the lease
+			continue
+		}
 		l.begin(&t, start, s.due, s.woken)
 		l.iterate(&t)
 		if stop, err := l.end(&t, s); stop {
@@ -109,32 +113,48 @@ func (l *lane) drive() error {
 
 // hold waits while the worker is paused, in StatePaused, and then starts the
 // loop's pacing afresh, as Run does. It reports false when the loop's context
-// ends first. A Wake meanwhile is ignored, and the first loop says so, once.
+// ends first. A Wake made before the pause is dropped, one made during it is
+// ignored (Wake tells them apart), and the first loop says so; a Wake made
+// after Resume counts.
 func (l *lane) hold() bool {
 	sl, log := l.sl, l.r.log
 	l.setState(StatePaused)
 	sl.setNextRun(time.Time{})
+	if sl.woken.Swap(false) {
+		l.w.stats.wakeIgnored.Store(true)
+	}
 	if l.index == 0 {
 		log.LogAttrs(l.ctx, slog.LevelInfo, "worker paused")
 	}
 	said := false // that a Wake was ignored: once per pause, as wakes may come in floods
 	for l.w.stats.paused.Load() {
-		if sl.woken.Swap(false) && l.index == 0 && !said {
-			log.LogAttrs(l.ctx, slog.LevelInfo, "Wake ignored: the worker is paused")
-			said = true
-		}
+		said = l.ignoredWake(said)
 		select {
 		case <-l.done:
 			return false
 		case <-sl.signal:
 		}
 	}
-	sl.woken.Store(false)
+	l.ignoredWake(said)
 	if l.index == 0 {
 		log.LogAttrs(l.ctx, slog.LevelInfo, "worker resumed")
 	}
 	l.pace = l.w.newPacer()
+	if p, ok := l.pace.(*scheduled); ok && l.turned {
+		p.resumed = true // the run at start is done: WithRunAtStart does not repeat it
+	}
 	return true
+}
+
+// ignoredWake logs, on the first loop, that a Wake was ignored, if one was
+// and it has not said so during this pause (wakes may come in floods). It
+// reports whether it has said so.
+func (l *lane) ignoredWake(said bool) bool {
+	if l.index == 0 && l.w.stats.wakeIgnored.Swap(false) && !said {
+		l.r.log.LogAttrs(l.ctx, slog.LevelInfo, "Wake ignored: the worker is paused")
+		return true
+	}
+	return said
 }
 
 // await waits until the start of step s, if it has one, and notes in s
@@ -165,7 +185,7 @@ type turn struct {
 // iteration's context.
 func (l *lane) begin(t *turn, start, due time.Time, woken bool) {
 	*t = turn{start: start, debug: l.r.log.Enabled(l.ctx, slog.LevelDebug)}
-	l.inTurn = true
+	l.inTurn, l.turned = true, true
 	l.sl.started.Store(t.start.UnixNano())
 	l.setState(StateRunning)
 	if t.debug || l.r.obs != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -306,6 +307,102 @@ func TestPausedLeaderKeepsItsTerm(t *testing.T) {
 		if resigned != 0 {
 			t.Fatal("the paused leader resigned")
 		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// A Wake made right after Resume counts: the worker is no longer paused, so
+// a periodic worker runs at once rather than at its next scheduled run.
+func TestWakeRightAfterResumeRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var starts []time.Time
+		w := backi.Loop("hourly", func(context.Context) error { starts = append(starts, time.Now()); return nil },
+			backi.WithSchedule(backi.Every(time.Hour)), backi.WithLogger(quiet))
+		stop := runInBackground(t, w)
+		time.Sleep(10 * time.Minute)
+		w.Pause()
+		wantState(t, w, backi.StatePaused)
+		time.Sleep(time.Minute)
+		w.Resume()
+		w.Wake()
+		synctest.Wait()
+		if len(starts) != 1 {
+			t.Fatalf("%d runs after Resume and Wake, want one at once: the Wake was lost", len(starts))
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// WithRunAtStart runs once when the worker starts, not on every Resume: a
+// pause and resume with no scheduled run missed runs nothing until the next
+// run, so that clicking Pause and Resume cannot run an hourly job at will.
+// A worker started paused has not had its start run yet: Resume runs it.
+func TestResumeDoesNotRepeatTheRunAtStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var starts []time.Time
+		w := backi.Loop("hourly", func(context.Context) error { starts = append(starts, time.Now()); return nil },
+			backi.WithSchedule(backi.Every(time.Hour)), backi.WithRunAtStart(), backi.WithLogger(quiet))
+		begin := time.Now()
+		stop := runInBackground(t, w)
+		time.Sleep(10 * time.Minute)
+		for range 3 {
+			w.Pause()
+			wantState(t, w, backi.StatePaused)
+			time.Sleep(time.Minute)
+			w.Resume()
+			synctest.Wait()
+		}
+		time.Sleep(time.Hour - 13*time.Minute + time.Second)
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if want := []time.Time{begin, begin.Add(time.Hour)}; !equalTimes(starts, want) {
+			t.Fatalf("runs at %v, want %v: Resume repeated the run at start", starts, want)
+		}
+
+		starts = nil
+		w = backi.Loop("hourly", func(context.Context) error { starts = append(starts, time.Now()); return nil },
+			backi.WithSchedule(backi.Every(time.Hour)), backi.WithRunAtStart(), backi.WithPaused(), backi.WithLogger(quiet))
+		stop = runInBackground(t, w)
+		time.Sleep(10 * time.Minute)
+		w.Resume()
+		synctest.Wait()
+		resumed := time.Now()
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if want := []time.Time{resumed}; !equalTimes(starts, want) {
+			t.Fatalf("a worker started paused: runs at %v, want %v", starts, want)
+		}
+	})
+}
+
+// A Pause made while the loop asks the term for its lease, just before a
+// turn, holds: no turn starts after Pause has returned.
+func TestPauseWhileTheLeaseIsAskedStartsNoTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		term := &leaseOnly{lease: func() time.Time {
+			time.Sleep(50 * time.Millisecond) // a round trip to the elector's database
+			return time.Now().Add(time.Hour)
+		}}
+		e := electorFunc(func(ctx context.Context) (backi.Term, error) { return term, nil })
+		var turns atomic.Int32
+		w := backi.Loop("singleton", func(context.Context) error { turns.Add(1); return backi.ErrNoWork },
+			backi.WithLeader(e), backi.WithPaused(), backi.WithIdle(time.Hour, time.Hour), backi.WithLogger(quiet))
+		stop := runInBackground(t, w)
+		wantState(t, w, backi.StatePaused)
+		w.Resume()
+		time.Sleep(10 * time.Millisecond) // the loop is asking for the lease
+		w.Pause()
+		time.Sleep(time.Second)
+		if n := turns.Load(); n != 0 {
+			t.Fatalf("%d turns started after Pause returned", n)
+		}
+		wantState(t, w, backi.StatePaused)
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}

@@ -24,6 +24,7 @@ type scheduled struct {
 	stalls   int  // the schedule's failures in a row, for their backoff
 	warned   bool // about a schedule that does not advance
 	again    bool // then, a wait to ask the schedule again, was handed out
+	resumed  bool // made on Resume after a turn: no run at start (WithRunAtStart)
 }
 
 func (p *scheduled) next(l *lane) *step {
@@ -100,13 +101,14 @@ func (p *scheduled) jitter(due time.Time) time.Duration {
 	return rand.N(limit)
 }
 
-// first works out the first run: now with WithRunAtStart, else from the
-// last completed run in the store (see resume). It reports false when the
-// lane is to ask again after p.then's wait, or end: when the store cannot be
-// read, which is a failure of the lane, or the schedule failed.
+// first works out the first run: now with WithRunAtStart, unless the lane
+// resumes after its turns began, else from the last completed run in the
+// store (see resume). It reports false when the lane is to ask again after
+// p.then's wait, or end: when the store cannot be read, which is a failure
+// of the lane, or the schedule failed.
 func (p *scheduled) first(l *lane) bool {
 	now := time.Now()
-	if p.c.runAtStart {
+	if p.c.runAtStart && !p.resumed {
 		p.known, p.due = true, now
 		p.then = step{state: StateIdle, due: now}
 		return true

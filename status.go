@@ -159,6 +159,7 @@ type stats struct {
 	lastErr     atomic.Pointer[errorBox]
 	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed
 	paused      atomic.Bool  // see Worker.Pause
+	wakeIgnored atomic.Bool  // Wake was called while paused, not yet logged
 }
 
 // begin claims the worker for one Run: it reports false when a Run is

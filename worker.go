@@ -77,6 +77,12 @@ func (w *Worker) Status() Status {
 // paused worker it does nothing, and the worker logs that it ignored it. It
 // never blocks, and may be called before Run.
 func (w *Worker) Wake() {
+	if w.stats.paused.Load() {
+		// Ignored, and said so by the first loop, which the poke tells.
+		w.stats.wakeIgnored.Store(true)
+		w.stats.slots[0].poke()
+		return
+	}
 	for i := range w.stats.slots {
 		w.stats.slots[i].wake()
 	}
@@ -98,8 +104,9 @@ func (w *Worker) Pause() { w.ask(true) }
 
 // Resume undoes Pause: each loop starts again as Run starts it, with a turn
 // at once or, with a schedule, at the next run, or a catch-up run now if runs
-// were missed (see WithSkipMissed). It never blocks. On a worker that is not
-// paused it changes nothing here, but still records the resume in the
+// were missed (see WithSkipMissed); the run of WithRunAtStart is not
+// repeated once the loop has had a turn. It never blocks. On a worker that
+// is not paused it changes nothing here, but still records the resume in the
 // worker's ControlStore, if any, which resumes the replicas that follow it.
 func (w *Worker) Resume() { w.ask(false) }
 
@@ -355,7 +362,7 @@ func (r *run) runLanes(ctx context.Context, term *held) (wasLost bool, err error
 	}
 	for _, l := range r.lanes {
 		l.ctx, l.done, l.pace = lctx, lctx.Done(), r.w.newPacer()
-		l.term, l.trusted, l.lose = term, time.Time{}, cancel
+		l.term, l.trusted, l.lose, l.turned = term, time.Time{}, cancel, false
 	}
 	if len(r.lanes) == 1 {
 		r.lanes[0].run()

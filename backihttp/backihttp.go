@@ -57,7 +57,7 @@ func Liveness(h *backi.Host, opts ...Option) http.Handler {
 				problems = append(problems, fmt.Sprintf("%s: an iteration is stuck, running for %v", st.Name, time.Since(st.InFlightSince).Round(time.Second)))
 			}
 			if c.failureThreshold > 0 && st.ConsecutiveFailures >= c.failureThreshold {
-				problems = append(problems, fmt.Sprintf("%s: %d consecutive failures (threshold %d), last: %v", st.Name, st.ConsecutiveFailures, c.failureThreshold, st.LastError))
+				problems = append(problems, fmt.Sprintf("%s: %d consecutive failures (threshold %d), last: %s", st.Name, st.ConsecutiveFailures, c.failureThreshold, text(st.LastError)))
 			}
 		}
 		if len(problems) > 0 {
@@ -115,7 +115,7 @@ func NewWorkerStatus(s backi.Status) WorkerStatus {
 		InFlightSince: timePtr(s.InFlightSince), NextRun: timePtr(s.NextRun),
 	}
 	if s.LastError != nil {
-		ws.LastError = fmt.Sprint(s.LastError) // fmt contains a panicking Error method
+		ws.LastError = text(s.LastError)
 	}
 	return ws
 }

@@ -46,7 +46,9 @@ type ControlAnswer struct {
 	Action string `json:"action,omitempty"`
 	// Error says why the action was refused; empty when it was taken.
 	Error string `json:"error,omitempty"`
-	// Worker is the worker's status after the action, if the worker exists.
+	// Worker is the worker's status after the action, when the request
+	// passed every check (200, or 409 for a run of a paused worker); a
+	// refused caller learns nothing of the worker.
 	Worker *WorkerStatus `json:"worker,omitempty"`
 }
 
@@ -77,7 +79,7 @@ func Control(h *backi.Host, opts ...ControlOption) http.Handler {
 	if h == nil {
 		panic("backihttp: Control(nil): the host is nil")
 	}
-	c := &control{host: h, log: slog.Default(), cross: http.NewCrossOriginProtection()}
+	c := &control{host: h, log: slog.Default(), origins: http.NewCrossOriginProtection()}
 	for _, o := range opts {
 		o(c)
 	}
@@ -93,7 +95,7 @@ type control struct {
 	host      *backi.Host
 	authorize func(r *http.Request, worker, action string) error
 	log       *slog.Logger
-	cross     *http.CrossOriginProtection // checked in take, so that a refusal is answered and logged as the others are
+	origins   *http.CrossOriginProtection // checked by take, so that its refusals are logged
 }
 
 func (c *control) act(w http.ResponseWriter, r *http.Request) {
@@ -106,9 +108,11 @@ func (c *control) act(w http.ResponseWriter, r *http.Request) {
 		attrs = append(attrs, slog.String("refused", ans.Error))
 	}
 	c.say(r, slog.LevelInfo, "worker control", attrs...)
-	if wk := c.worker(name); wk != nil {
-		st := NewWorkerStatus(wk.Status())
-		ans.Worker = &st
+	if code == http.StatusOK || code == http.StatusConflict { // past every check: the caller may see the worker
+		if wk := c.worker(name); wk != nil {
+			st := NewWorkerStatus(wk.Status())
+			ans.Worker = &st
+		}
 	}
 	writeJSON(w, code, ans)
 }
@@ -126,7 +130,7 @@ func (c *control) take(w http.ResponseWriter, r *http.Request, name, action stri
 		w.Header().Set("Allow", http.MethodPost)
 		return http.StatusMethodNotAllowed, errors.New("use POST")
 	}
-	if err := c.cross.Check(r); err != nil {
+	if err := c.origins.Check(r); err != nil {
 		return http.StatusForbidden, err
 	}
 	if action != ActionPause && action != ActionResume && action != ActionRun {
@@ -168,14 +172,14 @@ func (c *control) ask(r *http.Request, name, action string) (int, error) {
 		normal := false
 		defer func() {
 			if p := recover(); p != nil {
-				done <- answer{failed: fmt.Sprintf("panic: %v", p)}
+				done <- answer{failed: "panic: " + text(p)}
 			} else if !normal {
 				done <- answer{failed: "runtime.Goexit"}
 			}
 		}()
 		var a answer
 		if err := c.authorize(r, name, action); err != nil {
-			a.refused = errors.New(fmt.Sprint(err)) // fmt contains a panicking Error method
+			a.refused = errors.New(text(err))
 		}
 		normal = true
 		done <- a
@@ -204,4 +208,16 @@ func (c *control) worker(name string) *backi.Worker {
 		}
 	}
 	return nil
+}
+
+// text returns v's text as fmt prints it, or, should that panic (fmt
+// contains a panicking Error or String method only once, not a panic value
+// that panics again when printed), a description of v's type.
+func text(v any) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = fmt.Sprintf("%T (its text panics)", v)
+		}
+	}()
+	return fmt.Sprint(v)
 }

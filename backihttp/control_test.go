@@ -223,27 +223,79 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// A cross-origin request is refused like any other action: answered with a
-// ControlAnswer, and logged with the worker, the action and the remote
-// address.
+// A cross-origin request is refused as every refusal is: logged with the
+// worker, the action and the remote address, and answered with a
+// ControlAnswer in JSON.
 func TestControlLogsCrossOriginRefusals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var buf strings.Builder
 		var mu sync.Mutex
 		log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil))
 		c, w, _ := controlled(t, "mailer", backihttp.WithControlLogger(log))
-		code, ans, raw := do(t, c, "POST", "/workers/mailer/pause", "Sec-Fetch-Site", "cross-site")
-		if code != 403 || ans.Action != "pause" || ans.Error == "" || ans.Worker == nil || w.Status().Paused {
-			t.Fatalf("cross-origin pause: %d %s", code, raw)
+		for _, header := range [][]string{
+			{"Sec-Fetch-Site", "cross-site"},
+			{"Sec-Fetch-Site", "same-site"},
+			{"Origin", "https://evil.example"},
+		} {
+			req := httptest.NewRequest("POST", "/workers/mailer/pause", nil)
+			req.Header.Set(header[0], header[1])
+			rec := httptest.NewRecorder()
+			c.ServeHTTP(rec, req)
+			var ans backihttp.ControlAnswer
+			if err := json.Unmarshal(rec.Body.Bytes(), &ans); rec.Code != 403 || err != nil || ans.Error == "" || ans.Action != "pause" {
+				t.Errorf("%v: %d %q (%v), want 403 and a ControlAnswer saying why", header, rec.Code, rec.Body.String(), err)
+			}
+		}
+		if w.Status().Paused {
+			t.Fatal("a cross-origin request paused the worker")
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(buf.String()), &rec); err != nil {
-			t.Fatalf("the refusal was not logged once: %q: %v", buf.String(), err)
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if len(lines) != 3 {
+			t.Fatalf("%d log records for 3 refusals: %q", len(lines), buf.String())
 		}
-		if rec["worker"] != "mailer" || rec["action"] != "pause" || rec["code"] != float64(403) || rec["remote"] != "192.0.2.1:1234" {
-			t.Fatalf("log record %v", rec)
+		for _, line := range lines {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatal(err)
+			}
+			if rec["worker"] != "mailer" || rec["action"] != "pause" || rec["remote"] != "192.0.2.1:1234" || rec["code"] != 403.0 {
+				t.Errorf("log record %v", rec)
+			}
+		}
+	})
+}
+
+// A refused request learns nothing of the worker: its answer carries the
+// worker's status (its last error, its term) only when the action passed
+// every check, so that a caller the authorize function refuses, or one that
+// sends a GET, which is refused before authorize is asked, cannot read it.
+func TestControlTellsRefusedCallersNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _, _ := controlled(t, "mailer", backihttp.WithAuthorize(func(*http.Request, string, string) error {
+			return errors.New("operators only")
+		}))
+		for _, r := range []struct {
+			method, path string
+			header       []string
+		}{
+			{"GET", "/workers/mailer/pause", nil},
+			{"HEAD", "/workers/mailer/pause", nil},
+			{"OPTIONS", "/workers/mailer/pause", nil},
+			{"POST", "/workers/mailer/status", nil},
+			{"POST", "/workers/mailer/pause", nil},
+			{"POST", "/workers/mailer/pause", []string{"Sec-Fetch-Site", "cross-site"}},
+		} {
+			req := httptest.NewRequest(r.method, r.path, nil)
+			for i := 0; i+1 < len(r.header); i += 2 {
+				req.Header.Set(r.header[i], r.header[i+1])
+			}
+			rec := httptest.NewRecorder()
+			c.ServeHTTP(rec, req)
+			if rec.Code == 200 || strings.Contains(rec.Body.String(), `"worker"`) {
+				t.Errorf("%s %s %v: %d %s, want a refusal without the worker's status", r.method, r.path, r.header, rec.Code, rec.Body.String())
+			}
 		}
 	})
 }

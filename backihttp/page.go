@@ -103,10 +103,10 @@ func (p *Page) IterationEnd(ctx context.Context, e backi.IterationEvent, r backi
 // StateChange implements backi.Observer.
 func (p *Page) StateChange(string, int, backi.State, backi.State) {}
 
-// newFailure describes a failure that ended at, with err. The error's text
-// is read with fmt, which contains a panicking Error method.
+// newFailure describes a failure that ended at, with err, whose text is
+// read with text.
 func newFailure(at time.Time, err error) PageFailure {
-	f := PageFailure{At: at, Error: fmt.Sprint(err)}
+	f := PageFailure{At: at, Error: text(err)}
 	if pe, ok := errors.AsType[*backi.PanicError](err); ok {
 		f.Stack = strings.TrimSpace(string(pe.Stack))
 	}
@@ -167,11 +167,12 @@ type pageConfig struct{ control string }
 // PageControls makes the page show Pause, Resume and Run now buttons for
 // each worker, which post to the Control handler mounted at path (as in
 // mux.Handle(path+"/", http.StripPrefix(path, backihttp.Control(host)))). A
-// pause asks for confirmation first. path must start with "/"; the buttons
-// are same-origin requests, which Control accepts.
+// pause asks for confirmation first. path must start with one "/", not "//"
+// or "/\", which a browser reads as another host; the buttons are
+// same-origin requests, which Control accepts.
 func PageControls(path string) PageOption {
-	if !strings.HasPrefix(path, "/") {
-		panic(fmt.Sprintf("backihttp: PageControls(%q): the path must start with /", path))
+	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") || strings.HasPrefix(path, `/\`) {
+		panic(fmt.Sprintf("backihttp: PageControls(%q): the path must start with one / and name no host", path))
 	}
 	return func(c *pageConfig) { c.control = strings.TrimSuffix(path, "/") }
 }

@@ -225,3 +225,19 @@ func TestPageTellsPausedFromPausing(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// PageControls takes a path on the page's own origin: a path that a browser
+// reads as another host's ("//host", "/\host") would send the buttons'
+// requests there, and is refused as a path without its leading slash is.
+func TestPageControlsRefusesAnotherHost(t *testing.T) {
+	for _, path := range []string{"//evil.example", "//evil.example/control", `/\evil.example`, "/", "control"} {
+		func() {
+			defer func() {
+				if recover() == nil && path != "/" {
+					t.Errorf("PageControls(%q) did not panic", path)
+				}
+			}()
+			backihttp.PageControls(path)
+		}()
+	}
+}

@@ -114,12 +114,27 @@ func TestPauseHoldsOnEveryReplica(t *testing.T) {
 	if d := next.at.Sub(resumed); d > time.Second {
 		t.Fatalf("work started %v after the resume, want within 1s", d)
 	}
-	// Half a second of work, for check's count: the pause may have come
-	// before the first leader ran more than one iteration.
-	c.waitFor("work half a second after the resume", 5*time.Second, func(r record) bool {
-		return r.kind == "end" && r.at.After(next.at.Add(500*time.Millisecond))
-	})
+	// Work goes on long enough for check, which wants ten iterations: the
+	// pause may have reached the first leader after one.
+	for deadline := time.Now().Add(5 * time.Second); c.endsAfter(resumed) < 10; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d iterations ended in the 5s after the resume, want 10", c.endsAfter(resumed))
+		}
+	}
 	c.check()
+}
+
+// endsAfter counts the iterations that ended after since, on any replica.
+func (c *cluster) endsAfter(since time.Time) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, r := range c.records {
+		if r.kind == "end" && r.at.After(since) {
+			n++
+		}
+	}
+	return n
 }
 
 func TestStoreKeepsPauses(t *testing.T) {

@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/backihttp"
 	"github.com/backi-go/backi/internal/browsertest"
 	"github.com/backi-go/backi/internal/demotest"
@@ -135,4 +139,63 @@ func workerStatus(t *testing.T, addr string) backihttp.WorkerStatus {
 		t.Fatalf("status: %v %+v", err, hs)
 	}
 	return hs.Workers[0]
+}
+
+// TestARefusedActionShowsWhy clicks Pause on a page whose Control refuses it:
+// the page says why, and keeps saying it past its next refreshes, rather than
+// erasing the refusal at once.
+func TestARefusedActionShowsWhy(t *testing.T) {
+	status := backihttp.NewPage()
+	host := backi.NewHost(backi.WithSignals(), backi.WithLogger(slog.New(slog.DiscardHandler)), backi.WithObserver(status))
+	host.Add(backi.Loop("hello", func(context.Context) error { return backi.ErrNoWork }))
+	mux := http.NewServeMux()
+	mux.Handle("GET /backi", status.Handler(host, backihttp.PageControls("/backi/control")))
+	mux.Handle("/backi/control/", http.StripPrefix("/backi/control", backihttp.Control(host,
+		backihttp.WithControlLogger(slog.New(slog.DiscardHandler)),
+		backihttp.WithAuthorize(func(*http.Request, string, string) error { return errors.New("operators only") }))))
+	srv := httptest.NewServer(mux)
+	hctx, stopHost := context.WithCancel(context.Background())
+	hostDone := make(chan error, 1)
+	go func() { hostDone <- host.Run(hctx) }()
+	defer func() {
+		stopHost()
+		if err := <-hostDone; err != nil {
+			t.Error(err)
+		}
+		srv.Close()
+	}()
+
+	opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(browsertest.Chromium(t)), chromedp.UserDataDir(t.TempDir())}
+	for _, f := range browsertest.Flags() {
+		opts = append(opts, chromedp.Flag(strings.TrimPrefix(f, "--"), true))
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, stop := context.WithTimeout(ctx, 60*time.Second)
+	defer stop()
+
+	button := `tr[data-worker="hello"] button[data-action="pause"]`
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/backi"), chromedp.WaitVisible(button)); err != nil {
+		t.Fatal(err)
+	}
+	// The operator confirms the pause.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[any](`window.confirm = () => true`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(button)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2500 * time.Millisecond) // two refreshes of the page
+	text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.Workers()[0].Status().Paused {
+		t.Fatal("the refused pause was taken")
+	}
+	if !strings.Contains(text, "operators only") {
+		t.Fatalf("the page does not say why the pause was refused:\n%s", text)
+	}
 }
