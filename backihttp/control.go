@@ -16,8 +16,8 @@ const (
 	ActionRun    = "run"    // Worker.Wake: a run now, unless the worker backs off after a failure
 )
 
-// A ControlOption configures Control.
-type ControlOption func(*control)
+// A ControlOption configures Control and QueueControl.
+type ControlOption func(*guard)
 
 // WithAuthorize makes Control ask authorize before each action, after the
 // cross-origin check: a non-nil error refuses the action with 403 Forbidden
@@ -29,7 +29,7 @@ func WithAuthorize(authorize func(r *http.Request, worker, action string) error)
 	if authorize == nil {
 		panic("backihttp: WithAuthorize(nil): the authorize function is nil")
 	}
-	return func(c *control) { c.authorize = authorize }
+	return func(g *guard) { g.authorize = authorize }
 }
 
 // WithControlLogger sets the logger of Control's records; the default is
@@ -38,7 +38,7 @@ func WithControlLogger(l *slog.Logger) ControlOption {
 	if l == nil {
 		panic("backihttp: WithControlLogger(nil): the logger is nil")
 	}
-	return func(c *control) { c.log = l }
+	return func(g *guard) { g.log = l }
 }
 
 // ControlAnswer is the body of Control's answers.
@@ -79,10 +79,7 @@ func Control(h *backi.Host, opts ...ControlOption) http.Handler {
 	if h == nil {
 		panic("backihttp: Control(nil): the host is nil")
 	}
-	c := &control{host: h, log: slog.Default(), origins: http.NewCrossOriginProtection()}
-	for _, o := range opts {
-		o(c)
-	}
+	c := &control{host: h, guard: newGuard(opts)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/workers/{name}/{action}", c.act)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
@@ -92,10 +89,46 @@ func Control(h *backi.Host, opts ...ControlOption) http.Handler {
 }
 
 type control struct {
-	host      *backi.Host
-	authorize func(r *http.Request, worker, action string) error
+	host *backi.Host
+	*guard
+}
+
+// A guard checks a request for an action before it is taken: its method,
+// its origin and the authorize function; and logs what was done.
+type guard struct {
+	authorize func(r *http.Request, target, action string) error
 	log       *slog.Logger
-	origins   *http.CrossOriginProtection // checked by take, so that its refusals are logged
+	origins   *http.CrossOriginProtection // checked by check, so that its refusals are logged
+}
+
+func newGuard(opts []ControlOption) *guard {
+	g := &guard{log: slog.Default(), origins: http.NewCrossOriginProtection()}
+	for _, o := range opts {
+		o(g)
+	}
+	return g
+}
+
+// check checks r's method, the one its action takes, and its origin, and
+// returns the answer's status code and why r is refused, if it is.
+func (g *guard) check(w http.ResponseWriter, r *http.Request, method string) (int, error) {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
+		return http.StatusMethodNotAllowed, errors.New("use " + method)
+	}
+	if err := g.origins.Check(r); err != nil {
+		return http.StatusForbidden, err
+	}
+	return http.StatusOK, nil
+}
+
+// allowed asks the authorize function, if any, whether r may take action on
+// target, and returns the answer's status code and why r is refused.
+func (g *guard) allowed(r *http.Request, target, action string) (int, error) {
+	if g.authorize == nil {
+		return http.StatusOK, nil
+	}
+	return g.ask(r, target, action)
 }
 
 func (c *control) act(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +151,7 @@ func (c *control) act(w http.ResponseWriter, r *http.Request) {
 }
 
 // say logs a record, containing a panic of the log handler.
-func (c *control) say(r *http.Request, level slog.Level, msg string, attrs ...slog.Attr) {
+func (c *guard) say(r *http.Request, level slog.Level, msg string, attrs ...slog.Attr) {
 	defer func() { _ = recover() }()
 	c.log.LogAttrs(r.Context(), level, msg, attrs...)
 }
@@ -126,20 +159,14 @@ func (c *control) say(r *http.Request, level slog.Level, msg string, attrs ...sl
 // take takes action on the worker called name, and returns the answer's
 // status code and, if it was refused, why.
 func (c *control) take(w http.ResponseWriter, r *http.Request, name, action string) (int, error) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return http.StatusMethodNotAllowed, errors.New("use POST")
-	}
-	if err := c.origins.Check(r); err != nil {
-		return http.StatusForbidden, err
+	if code, err := c.check(w, r, http.MethodPost); err != nil {
+		return code, err
 	}
 	if action != ActionPause && action != ActionResume && action != ActionRun {
 		return http.StatusNotFound, errors.New("no such action: pause, resume or run")
 	}
-	if c.authorize != nil {
-		if code, err := c.ask(r, name, action); err != nil {
-			return code, err
-		}
+	if code, err := c.allowed(r, name, action); err != nil {
+		return code, err
 	}
 	wk := c.worker(name)
 	if wk == nil {
@@ -162,7 +189,7 @@ func (c *control) take(w http.ResponseWriter, r *http.Request, name, action stri
 // ask asks the authorize function, on a goroutine of its own so that a
 // panic or runtime.Goexit in it is contained, and returns the refusal's code
 // and error, if any. It gives up when the request's context ends first.
-func (c *control) ask(r *http.Request, name, action string) (int, error) {
+func (c *guard) ask(r *http.Request, name, action string) (int, error) {
 	type answer struct {
 		refused error
 		failed  string // why the function did not answer
@@ -188,7 +215,7 @@ func (c *control) ask(r *http.Request, name, action string) (int, error) {
 	case a := <-done:
 		switch {
 		case a.failed != "":
-			c.say(r, slog.LevelError, "worker control: the authorize function failed", slog.String("worker", name),
+			c.say(r, slog.LevelError, "control: the authorize function failed", slog.String("target", name),
 				slog.String("action", action), slog.String("err", a.failed))
 			return http.StatusInternalServerError, errors.New("the authorization check failed")
 		case a.refused != nil:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/backihttp"
 	"github.com/backi-go/backi/internal/leakcheck"
 	"github.com/backi-go/backi/internal/pgtest"
 	"github.com/backi-go/backi/pgqueue"
@@ -470,5 +472,46 @@ func TestStatsAndDeadJobs(t *testing.T) {
 	}
 	if _, err := q.Dead(ctx, "b", 0); err == nil {
 		t.Fatal("Dead with limit 0: no error")
+	}
+}
+
+// Dead jobs over HTTP: listed, retried in their queue only, discarded.
+func TestDeadJobsOverHTTP(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	var ids [2]int64
+	for i, queue := range []string{"a", "b"} {
+		e, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: queue, Payload: []byte("p\xffq")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = e.ID
+	}
+	if _, err := pool.Exec(ctx, `UPDATE `+schema+`.backi_jobs SET state = 2, last_error = 'boom', finished_at = now()`); err != nil {
+		t.Fatal(err)
+	}
+	h := backihttp.QueueControl(pgqueue.ForHTTP(q), backihttp.WithControlLogger(quiet))
+	do := func(method, path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := do("GET", "/queues"); code != 200 || !strings.Contains(body, `"queue":"a"`) || !strings.Contains(body, `"dead":1`) {
+		t.Fatalf("GET /queues: %d %s", code, body)
+	}
+	if code, body := do("GET", "/queues/a/dead"); code != 200 || !strings.Contains(body, "\"payload\":\"p\ufffdq\"") || !strings.Contains(body, `"last_error":"boom"`) {
+		t.Fatalf("GET dead: %d %s", code, body)
+	}
+	if code, _ := do("POST", fmt.Sprintf("/queues/a/dead/%d/retry", ids[1])); code != 404 {
+		t.Fatalf("retry of b's job through a: %d, want 404", code)
+	}
+	if code, body := do("POST", fmt.Sprintf("/queues/a/dead/%d/retry", ids[0])); code != 200 {
+		t.Fatalf("retry: %d %s", code, body)
+	}
+	if code, body := do("POST", fmt.Sprintf("/queues/b/dead/%d/discard", ids[1])); code != 200 {
+		t.Fatalf("discard: %d %s", code, body)
+	}
+	if n, d := count(t, pool, schema, -1), count(t, pool, schema, 0); n != 1 || d != 1 {
+		t.Fatalf("%d jobs, %d pending, want the retried one only", n, d)
 	}
 }

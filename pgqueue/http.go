@@ -1,0 +1,70 @@
+package pgqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/backi-go/backi/backihttp"
+)
+
+// ForHTTP adapts q for backihttp.QueueControl, which shows its queues'
+// stats and dead jobs and retries or discards them over HTTP:
+//
+//	mux.Handle("/backi/queues/", http.StripPrefix("/backi", backihttp.QueueControl(pgqueue.ForHTTP(q))))
+func ForHTTP(q *Queue) backihttp.Queues { return httpQueues{q} }
+
+type httpQueues struct{ q *Queue }
+
+func (h httpQueues) Stats(ctx context.Context) ([]backihttp.QueueStats, error) {
+	stats, err := h.q.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]backihttp.QueueStats, len(stats))
+	for i, s := range stats {
+		out[i] = backihttp.QueueStats{Queue: s.Queue, Due: s.Due, Later: s.Later, OldestDueSeconds: s.OldestDue.Seconds(),
+			Running: s.Running, Retrying: s.Retrying, Dead: s.Dead}
+	}
+	return out, nil
+}
+
+func (h httpQueues) Dead(ctx context.Context, queue string, limit int) ([]backihttp.DeadJob, error) {
+	jobs, err := h.q.Dead(ctx, queue, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]backihttp.DeadJob, len(jobs))
+	for i, j := range jobs {
+		out[i] = backihttp.DeadJob{ID: j.ID, Queue: j.Queue, Attempts: j.Attempts, LastError: j.LastError, DiedAt: j.DiedAt,
+			Payload: strings.ToValidUTF8(string(j.Payload), "\uFFFD")}
+	}
+	return out, nil
+}
+
+func (h httpQueues) Retry(ctx context.Context, queue string, id int64) error {
+	return h.inQueue(ctx, queue, id, h.q.Retry)
+}
+
+func (h httpQueues) Discard(ctx context.Context, queue string, id int64) error {
+	return h.inQueue(ctx, queue, id, h.q.Discard)
+}
+
+// inQueue calls do for the dead job id if it is in queue: an operator allowed
+// to act on one queue acts on no other's jobs.
+func (h httpQueues) inQueue(ctx context.Context, queue string, id int64, do func(context.Context, int64) error) error {
+	var in bool
+	if err := h.q.pool.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT FROM %s WHERE id = $1 AND queue = $2 AND state = 2)`, h.q.table), id, queue).Scan(&in); err != nil {
+		return fmt.Errorf("pgqueue: job %d: %w", id, err)
+	}
+	if !in {
+		return backihttp.ErrNoSuchJob
+	}
+	if err := do(ctx, id); errors.Is(err, ErrNotDead) {
+		return backihttp.ErrNoSuchJob
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
