@@ -82,7 +82,12 @@ type QueueAnswer struct {
 //	POST /queues/{queue}/dead/{id}/retry   run the dead job again
 //	POST /queues/{queue}/dead/{id}/discard delete it
 //
-// Mount it under a prefix with http.StripPrefix, as Control. It has
+// Mount it under a prefix with http.StripPrefix, as Control:
+//
+//	queues := http.StripPrefix("/backi", backihttp.QueueControl(qs))
+//	mux.Handle("/backi/queues", queues)
+//	mux.Handle("/backi/queues/", queues)
+// It has
 // Control's protections, and takes the same options: it refuses
 // cross-origin requests, asks the WithAuthorize function (with the queue's
 // name, "" for the list, and an action among ActionRead, ActionRetry and
@@ -99,6 +104,7 @@ func QueueControl(qs Queues, opts ...ControlOption) http.Handler {
 	c := &queueControl{qs: qs, guard: newGuard(opts)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/queues", c.list)
+	mux.HandleFunc("/queues/{$}", c.list)
 	mux.HandleFunc("/queues/{queue}/dead", c.dead)
 	mux.HandleFunc("/queues/{queue}/dead/{id}/{action}", c.act)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {

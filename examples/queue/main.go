@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/backihttp"
 	"github.com/backi-go/backi/pgqueue"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -100,6 +101,13 @@ func run(addr, schema string, log *slog.Logger) error {
 			return job.Complete(ctx, tx)
 		})
 	}
+
+	// The queues' stats and dead jobs: GET /backi/queues, GET
+	// /backi/queues/receipts/dead, POST .../dead/{id}/retry. A real service
+	// mounts it behind its own authentication.
+	queues := http.StripPrefix("/backi", backihttp.QueueControl(pgqueue.ForHTTP(q)))
+	mux.Handle("/backi/queues", queues)
+	mux.Handle("/backi/queues/", queues)
 
 	host := backi.NewHost(backi.WithLogger(log))
 	host.Add(

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -79,6 +80,16 @@ func TestKill9LosesNoReceipt(t *testing.T) {
 	}
 	if n := count("backi_jobs"); n != 0 {
 		t.Fatalf("%d jobs left", n)
+	}
+	resp, err := http.Get("http://" + addrs[1] + "/backi/queues")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != 200 || string(body) != "[]\n" {
+		t.Fatalf("GET /backi/queues of an empty queue: %d %s", resp.StatusCode, body)
 	}
 	for _, p := range procs[1:] {
 		p.Stop(10 * time.Second)
