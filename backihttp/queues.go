@@ -87,6 +87,7 @@ type QueueAnswer struct {
 //	queues := http.StripPrefix("/backi", backihttp.QueueControl(qs))
 //	mux.Handle("/backi/queues", queues)
 //	mux.Handle("/backi/queues/", queues)
+//
 // It has
 // Control's protections, and takes the same options: it refuses
 // cross-origin requests, asks the WithAuthorize function (with the queue's
