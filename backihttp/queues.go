@@ -88,8 +88,7 @@ type QueueAnswer struct {
 //	mux.Handle("/backi/queues", queues)
 //	mux.Handle("/backi/queues/", queues)
 //
-// It has
-// Control's protections, and takes the same options: it refuses
+// It has Control's protections, and takes the same options: it refuses
 // cross-origin requests, asks the WithAuthorize function (with the queue's
 // name, "" for the list, and an action among ActionRead, ActionRetry and
 // ActionDiscard) before reads and actions, and logs each action, taken or
