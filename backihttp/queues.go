@@ -27,7 +27,7 @@ type Queues interface {
 
 // ErrNoSuchJob is what Queues.Retry and Queues.Discard return for a job that
 // is not a dead job of the queue named.
-var ErrNoSuchJob = errors.New("no such dead job")
+var ErrNoSuchJob = errors.New("backihttp: no such dead job")
 
 // QueueStats is one queue's counts.
 type QueueStats struct {
