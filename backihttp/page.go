@@ -31,7 +31,8 @@ const FailuresKept = 5
 // reloading, carries all its assets (it works offline), writes every value
 // as text (an error message cannot inject markup), and fits a phone's
 // screen. Given the path of a Control handler (PageControls), it also shows
-// Pause, Resume and Run now buttons for each worker.
+// Pause, Resume and Run now buttons for each worker; given job queues
+// (PageQueues), a table of their stats.
 //
 // A Page is a backi.Observer, which records the recent iterations it charts
 // and the failures it lists: pass it to backi.WithObserver (with
@@ -148,6 +149,10 @@ type PageData struct {
 	// Control is the path of the Control handler the buttons post to;
 	// empty without buttons (see PageControls).
 	Control string `json:"control,omitempty"`
+	// Queues are the stats of the job queues given to PageQueues; QueueError
+	// says why they could not be read.
+	Queues     []QueueStats `json:"queues,omitempty"`
+	QueueError string       `json:"queue_error,omitempty"`
 }
 
 // PageWorker is one row of the page.
@@ -162,7 +167,23 @@ type PageWorker struct {
 // A PageOption configures Page.Handler.
 type PageOption func(*pageConfig)
 
-type pageConfig struct{ control string }
+type pageConfig struct {
+	control string
+	queues  Queues
+}
+
+// pageQueuesTimeout bounds the page's read of its queues' stats.
+const pageQueuesTimeout = 2 * time.Second
+
+// PageQueues makes the page show the stats of the job queues qs (due,
+// later, oldest due, running, retrying and dead jobs of each), read at each
+// refresh within 2 s. qs must not be nil.
+func PageQueues(qs Queues) PageOption {
+	if qs == nil {
+		panic("backihttp: PageQueues(nil): the queues are nil")
+	}
+	return func(c *pageConfig) { c.queues = qs }
+}
 
 // PageControls makes the page show Pause, Resume and Run now buttons for
 // each worker, which post to the Control handler mounted at path (as in
@@ -189,6 +210,15 @@ func (p *Page) Handler(h *backi.Host, opts ...PageOption) http.Handler {
 			d := PageData{State: h.State().String(), Now: time.Now(), Workers: []PageWorker{}, Control: c.control}
 			for _, wk := range h.Workers() {
 				d.Workers = append(d.Workers, PageWorker{NewWorkerStatus(wk.Status()), p.recent(wk.Name()), p.recentFailures(wk.Name())})
+			}
+			if c.queues != nil {
+				ctx, cancel := context.WithTimeout(r.Context(), pageQueuesTimeout)
+				stats, err := c.queues.Stats(ctx)
+				cancel()
+				if err != nil {
+					d.QueueError = text(err)
+				}
+				d.Queues = stats
 			}
 			writeJSON(w, http.StatusOK, d)
 			return

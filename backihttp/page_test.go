@@ -119,6 +119,23 @@ func TestPageInABrowser(t *testing.T) {
 	}
 }
 
+// With PageQueues, the page shows a table of the queues, as text.
+func TestPageShowsQueues(t *testing.T) {
+	srv := servePage(t, backihttp.PageQueues(newMemQueues()))
+	dom := browsertest.DOM(t, srv.URL+"/", 3*time.Second)
+	for _, want := range []string{
+		`<section id="queues">`, `<tr data-queue="mail">`,
+		`<td class="num" data-field="due" data-label="Due">3</td>`, `<td class="num" data-field="dead" data-label="Dead">1</td>`,
+	} {
+		if !strings.Contains(dom, want) {
+			t.Fatalf("the page lacks %s:\n%s", want, dom)
+		}
+	}
+	if plain := browsertest.DOM(t, servePage(t).URL+"/", 2*time.Second); !strings.Contains(plain, `<section id="queues" hidden="">`) {
+		t.Fatalf("a page without queues shows their table")
+	}
+}
+
 // With PageControls, each row has a Pause and a Run now button; a paused
 // worker's row says so and offers Resume.
 func TestPageShowsControls(t *testing.T) {
