@@ -18,6 +18,8 @@
 //	                                               state (running, idle, backing off, stuck,
 //	                                               campaigning, paused); all 0 once the worker ended
 //
+// NewQueues is a collector of job queues' stats (see Queues).
+//
 // The package lives in its own module so that backi's users who do not use
 // Prometheus never download its client.
 package backiprom

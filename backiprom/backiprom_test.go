@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/backihttp"
 	"github.com/backi-go/backi/backiprom"
 	"github.com/backi-go/backi/internal/leakcheck"
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,4 +119,43 @@ backi_worker_state{state="stuck",worker="poller"} 0
 			t.Fatal(err)
 		}
 	})
+}
+
+// queueStats is a backihttp.Queues whose Stats answers stats or err.
+type queueStats struct {
+	backihttp.Queues
+	stats []backihttp.QueueStats
+	err   error
+}
+
+func (q queueStats) Stats(context.Context) ([]backihttp.QueueStats, error) { return q.stats, q.err }
+
+func TestQueues(t *testing.T) {
+	c := backiprom.NewQueues(queueStats{stats: []backihttp.QueueStats{{Queue: "mail", Due: 3, Later: 1, OldestDueSeconds: 2.5, Running: 4, Retrying: 2, Dead: 5}}})
+	want := `
+# HELP backi_queue_jobs Jobs of a queue, by state.
+# TYPE backi_queue_jobs gauge
+backi_queue_jobs{queue="mail",state="dead"} 5
+backi_queue_jobs{queue="mail",state="due"} 3
+backi_queue_jobs{queue="mail",state="later"} 1
+backi_queue_jobs{queue="mail",state="retrying"} 2
+backi_queue_jobs{queue="mail",state="running"} 4
+# HELP backi_queue_oldest_due_seconds How long the oldest due job of a queue has waited.
+# TYPE backi_queue_oldest_due_seconds gauge
+backi_queue_oldest_due_seconds{queue="mail"} 2.5
+# HELP backi_queue_scrape_error 1 when the last read of the queues' stats failed, else 0.
+# TYPE backi_queue_scrape_error gauge
+backi_queue_scrape_error 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	failing := backiprom.NewQueues(queueStats{err: errors.New("database down")})
+	if err := testutil.CollectAndCompare(failing, strings.NewReader(`
+# HELP backi_queue_scrape_error 1 when the last read of the queues' stats failed, else 0.
+# TYPE backi_queue_scrape_error gauge
+backi_queue_scrape_error 1
+`)); err != nil {
+		t.Fatal(err)
+	}
 }
