@@ -515,3 +515,32 @@ func TestDeadJobsOverHTTP(t *testing.T) {
 		t.Fatalf("%d jobs, %d pending, want the retried one only", n, d)
 	}
 }
+
+// KeepDone keeps done jobs, and a Cleaner deletes them once old enough.
+func TestKeepDoneAndClean(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for range 5 {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "kept", UniqueKey: "same"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := pgqueue.Worker(q, "kept", func(context.Context, *pgqueue.Job) error { return nil }, pgqueue.KeepDone(), pgqueue.Poll(10*time.Millisecond))
+	stop := run(t, w)
+	eventually(t, "the job done and kept", func() bool { return count(t, pool, schema, 3) == 1 && count(t, pool, schema, -1) == 1 })
+	if e, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "kept", UniqueKey: "same"}); err != nil || e.Duplicate {
+		t.Fatalf("a done job's key blocks a new enqueue: %+v %v", e, err)
+	}
+	eventually(t, "the second job done", func() bool { return count(t, pool, schema, 3) == 2 })
+	stop()
+	if _, err := pool.Exec(ctx, `UPDATE `+schema+`.backi_jobs SET finished_at = now() - interval '2 hours' WHERE id = (SELECT min(id) FROM `+schema+`.backi_jobs)`); err != nil {
+		t.Fatal(err)
+	}
+	cleaner := q.Cleaner(time.Hour, 0, backi.WithRunAtStart(), backi.WithLogger(quiet))
+	stop = run(t, cleaner)
+	eventually(t, "the old done job deleted", func() bool { return count(t, pool, schema, 3) == 1 })
+	stop()
+	if err := q.Cleaner(-time.Second, 0).Run(ctx); err == nil || !strings.Contains(err.Error(), "negative") {
+		t.Fatalf("a negative keepDone: %v", err)
+	}
+}

@@ -28,5 +28,7 @@ CREATE INDEX IF NOT EXISTS backi_jobs_leased ON backi_jobs (lease_until) WHERE s
 -- One pending or running job per unique key and queue.
 CREATE UNIQUE INDEX IF NOT EXISTS backi_jobs_unique ON backi_jobs (queue, unique_key)
 	WHERE unique_key IS NOT NULL AND state IN (0, 1);
--- What the cleanup deletes, and the dead jobs listed.
+-- The dead jobs listed.
 CREATE INDEX IF NOT EXISTS backi_jobs_finished ON backi_jobs (queue, state, finished_at) WHERE state IN (2, 3);
+-- What the cleaner deletes.
+CREATE INDEX IF NOT EXISTS backi_jobs_finished_at ON backi_jobs (finished_at) WHERE state IN (2, 3);

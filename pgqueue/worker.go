@@ -118,6 +118,16 @@ func TransactionHeld() Option {
 	}
 }
 
+// KeepDone makes the worker keep the jobs it has done, in the state done,
+// instead of deleting them; a Cleaner deletes them after a while. Job.Complete
+// still deletes its job.
+func KeepDone() Option {
+	return func(c *consumer) error {
+		c.keepDone = true
+		return nil
+	}
+}
+
 // WorkerOptions passes options to the backi.Worker: concurrency, a
 // failure hook for the worker's own failures (the database's), an
 // observer, leadership... The worker sets backi.WithIdle from Poll; a
@@ -140,6 +150,7 @@ type consumer struct {
 	retry      backi.Backoff
 	poll       time.Duration
 	held       bool
+	keepDone   bool
 	opts       []backi.Option
 
 	rescued atomic.Int64 // UnixNano of the latest rescue of expired leases
@@ -397,7 +408,13 @@ const (
 	stateDead    = 2
 )
 
-// doneSQL deletes leased jobs by id and lease token.
+// keptSQL marks jobs done, by id and lease token, for KeepDone.
+const keptSQL = `
+UPDATE %[1]s AS j SET state = 3, finished_at = now(), lease_until = NULL
+FROM unnest($1::bigint[], $2::integer[]) AS d(id, token)
+WHERE j.id = d.id AND j.attempts = d.token AND j.state = $3`
+
+// doneSQL deletes jobs by id and lease token.
 const doneSQL = `
 DELETE FROM %[1]s AS j USING unnest($1::bigint[], $2::integer[]) AS d(id, token)
 WHERE j.id = d.id AND j.attempts = d.token AND j.state = $3`
@@ -440,7 +457,11 @@ func (c *consumer) queueOutcomes(b *pgx.Batch, jobs []*Job, errs []error) {
 		s.waits, s.refunds, s.errs = append(s.waits, wait.Seconds()), append(s.refunds, refund), append(s.errs, text)
 	}
 	if len(done) > 0 {
-		b.Queue(fmt.Sprintf(doneSQL, c.q.table), done, doneTokens, held)
+		sql := doneSQL
+		if c.keepDone {
+			sql = keptSQL
+		}
+		b.Queue(fmt.Sprintf(sql, c.q.table), done, doneTokens, held)
 	}
 	if len(s.ids) > 0 {
 		b.Queue(fmt.Sprintf(settleSQL, c.q.table), s.ids, s.tokens, s.states, s.waits, s.refunds, s.errs, held, bump)
