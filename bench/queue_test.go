@@ -37,19 +37,20 @@ import (
 //
 // runner=backi is one pgqueue.Worker of 4 loops (backi.WithConcurrency(4))
 // claiming up to 500 jobs at a time (Batch(500)), with the Queue run as a
-// service. On 2 cores, with 100,000 jobs and 1 to 4 loops, Batch(500)
-// worked off 1.5 to 1.8 times as many jobs a second as the default
-// Batch(100), with about 60% of the CPU per job, in the process and in the
-// server; Batch(1000) did no better. 2 and 4 loops were within the noise of
-// each other, 1 and 8 slower; 4 kept the latency lower under a steady load
-// (BenchmarkQueueLatency). runner=river-default is a
-// River client with 100 workers and its default fetch settings
-// (FetchCooldown 100ms, FetchPollInterval 1s), which bound it near 1,000
-// jobs a second: each fetch takes at most the free worker slots, at most
-// once per FetchCooldown. runner=river-tuned has the settings of River's own
-// benchmark (cmd/river/riverbench): 2,000 workers, FetchCooldown 2ms,
-// FetchPollInterval 20ms (FetchCooldown 1ms did no better). Every runner has
-// a pool of 20 connections.
+// service. On 2 cores, with 100,000 jobs and 4 loops, Batch(500) worked off
+// about 1.5 times as many jobs a second as the default Batch(100), with two
+// thirds of the server's CPU per job; Batch(1000) did no better. 2 and 4
+// loops were within the noise of each other, 1 and 8 slower (1 with the
+// least server CPU); 4 kept the latency lower under a steady load
+// (BenchmarkQueueLatency).
+//
+// runner=river-default is a River client with 100 workers and its default
+// fetch settings (FetchCooldown 100ms, FetchPollInterval 1s), which bound it
+// near 1,000 jobs a second: each fetch takes at most the free worker slots,
+// at most once per FetchCooldown. runner=river-tuned has the settings of
+// River's own benchmark (cmd/river/riverbench): 2,000 workers, FetchCooldown
+// 2ms, FetchPollInterval 20ms (FetchCooldown 1ms did no better). Every
+// runner has a pool of 20 connections.
 //
 // Both handlers decode the job's JSON ({"n":123}), which River does for
 // every job. The server of this project runs with autovacuum off, so nothing
