@@ -157,9 +157,10 @@ type stats struct {
 	campaigns   atomic.Uint64 // failed campaigns
 	consecutive atomic.Uint64
 	lastErr     atomic.Pointer[errorBox]
-	lifecycle   atomic.Int32 // StateNew, StateRunning (Run active), StateStopped, StateFailed
-	paused      atomic.Bool  // see Worker.Pause
-	wakeIgnored atomic.Bool  // Wake was called while paused, not yet logged
+	lifecycle   atomic.Int32  // StateNew, StateRunning (Run active), StateStopped, StateFailed
+	paused      atomic.Bool   // see Worker.Pause
+	nextWake    atomic.Uint32 // the loop WakeOne tries first, in turn
+	wakeIgnored atomic.Bool   // Wake was called while paused, not yet logged
 }
 
 // begin claims the worker for one Run: it reports false when a Run is

@@ -88,6 +88,28 @@ func (w *Worker) Wake() {
 	}
 }
 
+// WakeOne is Wake for one loop: it ends the idle wait of one idle loop of
+// the worker, or, when none is idle, makes one loop skip its next idle wait.
+// Successive calls pick loops in turn. Call it when one unit of work
+// arrives, as a job queue's notification of one job does, so that the other
+// loops stay idle. It never blocks.
+func (w *Worker) WakeOne() {
+	if w.stats.paused.Load() || len(w.stats.slots) <= 1 {
+		w.Wake()
+		return
+	}
+	n := len(w.stats.slots)
+	from := int(w.stats.nextWake.Add(1) % uint32(n))
+	pick := from
+	for i := range n {
+		if State(w.stats.slots[(from+i)%n].state.Load()) == StateIdle {
+			pick = (from + i) % n
+			break
+		}
+	}
+	w.stats.slots[pick].wake()
+}
+
 // Pause stops the worker from starting iterations until Resume: the
 // iterations in flight finish, and each loop then waits in StatePaused,
 // whatever it was waiting for (an idle, backoff or scheduled wait ends at

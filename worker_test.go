@@ -885,3 +885,49 @@ func TestWakeReachesEveryLoop(t *testing.T) {
 		}
 	})
 }
+
+// WakeOne wakes one idle loop at a time, each in turn.
+func TestWakeOneWakesOneIdleLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		turns := map[int]int{}
+		w := backi.Loop("consumer", func(ctx context.Context) error {
+			return backi.ErrNoWork
+		}, backi.WithConcurrency(3), backi.WithIdle(time.Hour, time.Hour), backi.WithLogger(quiet),
+			backi.WithObserver(observeEnds(func(e backi.IterationEvent) { mu.Lock(); turns[e.Loop]++; mu.Unlock() })))
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		synctest.Wait()
+		for i := range 3 {
+			w.WakeOne()
+			synctest.Wait()
+			mu.Lock()
+			total := turns[0] + turns[1] + turns[2]
+			mu.Unlock()
+			if total != 3+i+1 {
+				t.Fatalf("after %d WakeOne: %d turns, want %d", i+1, total, 3+i+1)
+			}
+		}
+		mu.Lock()
+		if turns[0] != 2 || turns[1] != 2 || turns[2] != 2 {
+			t.Fatalf("turns by loop %v: each loop should have been woken once", turns)
+		}
+		mu.Unlock()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// observeEnds is an observer that calls end for each iteration's end.
+type observeEnds func(backi.IterationEvent)
+
+func (f observeEnds) IterationStart(ctx context.Context, _ backi.IterationEvent) context.Context {
+	return ctx
+}
+func (f observeEnds) IterationEnd(_ context.Context, e backi.IterationEvent, _ backi.IterationResult) {
+	f(e)
+}
+func (f observeEnds) StateChange(string, int, backi.State, backi.State) {}

@@ -166,12 +166,14 @@ func (q *Queue) register(queue string, w *backi.Worker) {
 	q.waiting[queue] = append(q.waiting[queue], w)
 }
 
+// wake wakes one idle loop of each worker of queue: a notification tells of
+// one enqueue, and a loop that finds more claims them all.
 func (q *Queue) wake(queue string) {
 	q.mu.Lock()
 	ws := q.waiting[queue]
 	q.mu.Unlock()
 	for _, w := range ws {
-		w.Wake()
+		w.WakeOne()
 	}
 }
 
