@@ -120,9 +120,9 @@ func BenchmarkQueueBurnDown(b *testing.B) {
 // time its commit returned under that number.
 //
 // runner=backi runs as in BenchmarkQueueBurnDown: the Queue, as a service,
-// listens for the notifications enqueues send (LISTEN/NOTIFY) and wakes the
-// worker's idle loops, which otherwise poll every second (the default
-// Poll). River's clients are those of BenchmarkQueueBurnDown; both listen
+// listens for the notifications enqueues send (LISTEN/NOTIFY) and wakes one
+// idle loop of the worker for each (Worker.WakeOne); the loops otherwise
+// poll every second (the default Poll). River's clients are those of BenchmarkQueueBurnDown; both listen
 // for the insert notifications River sends, at most one per queue and
 // FetchCooldown, and fetch at most once per FetchCooldown.
 func BenchmarkQueueLatency(b *testing.B) {
