@@ -394,6 +394,69 @@ func TestNotificationsWakeIdleWorkers(t *testing.T) {
 	}
 }
 
+// stopAtClaim cancels a worker's context as its claim is sent, once armed.
+type stopAtClaim struct {
+	stop atomic.Pointer[context.CancelFunc]
+}
+
+func (s *stopAtClaim) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (s *stopAtClaim) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (s *stopAtClaim) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	for _, q := range d.Batch.QueuedQueries {
+		if strings.Contains(q.SQL, "SKIP LOCKED") {
+			if stop := s.stop.Swap(nil); stop != nil {
+				(*stop)()
+			}
+		}
+	}
+	return ctx
+}
+func (s *stopAtClaim) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (s *stopAtClaim) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// A worker that stops while its claim is on the way gives the jobs it
+// claimed back at once, their attempt not counted.
+func TestStopDuringAClaimGivesTheJobsBack(t *testing.T) {
+	_, pool, schema := setup(t)
+	ctx := context.Background()
+	cfg := pool.Config()
+	tracer := &stopAtClaim{}
+	cfg.ConnConfig.Tracer = tracer
+	traced, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer traced.Close()
+	q, err := pgqueue.New(traced, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "s"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ran atomic.Int32
+	w := pgqueue.Worker(q, "s", func(context.Context, *pgqueue.Job) error {
+		ran.Add(1)
+		return nil
+	}, pgqueue.WorkerOptions(backi.WithLogger(quiet)))
+	runCtx, stop := context.WithCancel(ctx)
+	tracer.stop.Store(&stop)
+	if err := w.Run(runCtx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var pending, attempts int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 0), coalesce(sum(attempts), 0) FROM `+schema+`.backi_jobs`).Scan(&pending, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if ran.Load() != 0 || pending != 3 || attempts != 0 {
+		t.Fatalf("after a stop during the claim: %d runs, %d of 3 jobs pending, %d attempts counted; want 0, 3, 0", ran.Load(), pending, attempts)
+	}
+}
+
 func TestBadOptions(t *testing.T) {
 	q, _, _ := setup(t)
 	h := func(context.Context, *pgqueue.Job) error { return nil }

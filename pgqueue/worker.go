@@ -237,7 +237,8 @@ RETURNING j.id, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.c
 // exchange records the outcomes errs of jobs and, if claim and ctx is not
 // done, claims the next batch, in one round trip, and returns the jobs
 // claimed. The round trip is not cut short by ctx, so that no outcome or
-// claim is lost to a stop: recordTimeout bounds it.
+// claim is lost to a stop: recordTimeout bounds it. Its statements run in
+// one implicit transaction: if one fails, none is recorded.
 func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job, errs []error, claim bool) ([]*Job, error) {
 	b := &pgx.Batch{}
 	c.queueOutcomes(b, jobs, errs)
@@ -250,7 +251,25 @@ func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	br := conn.SendBatch(rctx, b)
+	next, err := c.send(rctx, conn, b, claim)
+	if err != nil {
+		return nil, err
+	}
+	if len(next) > 0 && ctx.Err() != nil { // stopped meanwhile: give them back at once
+		released := make([]error, len(next))
+		for i := range released {
+			released[i] = errReleased
+		}
+		_, err := c.exchange(ctx, conn, next, released, false)
+		return nil, err
+	}
+	return next, nil
+}
+
+// send sends b and, if claim, returns the jobs that its last statement
+// claimed. The connection is free again when it returns.
+func (c *consumer) send(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, claim bool) ([]*Job, error) {
+	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 	records := b.Len()
 	if claim {
@@ -261,24 +280,18 @@ func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job
 			return nil, fmt.Errorf("pgqueue: %q: record outcomes (statement %d): %w", c.queue, i+1, err)
 		}
 	}
-	if !claim {
-		return nil, br.Close()
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
-	}
-	next, err := c.scan(rows)
-	if err != nil {
-		return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
-	}
-	if ctx.Err() != nil { // stopped meanwhile: give them back at once
-		released := make([]error, len(next))
-		for i := range released {
-			released[i] = errReleased
+	var next []*Job
+	if claim {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
 		}
-		_, err := c.exchange(ctx, conn, next, released, false)
-		return nil, err
+		if next, err = c.scan(rows); err != nil {
+			return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("pgqueue: %q: record outcomes: %w", c.queue, err)
 	}
 	return next, nil
 }
