@@ -257,6 +257,41 @@ func TestSnoozeAndCancel(t *testing.T) {
 	}
 }
 
+// A handler may use the pool of the queue, even when the worker has as many
+// loops as the pool has connections: a loop holds none while its jobs run.
+func TestHandlersShareThePool(t *testing.T) {
+	_, pool, schema := setup(t)
+	ctx := context.Background()
+	cfg := pool.Config()
+	cfg.MaxConns = 2
+	small, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(small.Close)
+	q, err := pgqueue.New(small, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var running sync.WaitGroup
+	running.Add(2)
+	w := pgqueue.Worker(q, "p", func(ctx context.Context, j *pgqueue.Job) error {
+		if j.ID <= 2 { // the first two jobs run at once, one per loop
+			running.Done()
+			running.Wait()
+		}
+		_, err := small.Exec(ctx, `SELECT 1`)
+		return err
+	}, pgqueue.Batch(1), pgqueue.WorkerOptions(backi.WithConcurrency(2)))
+	run(t, w)
+	eventually(t, "the queue drained", func() bool { return count(t, pool, schema, -1) == 0 })
+}
+
 // A job whose lease ran out (its process died) is taken again; a long job
 // keeps its lease while it runs.
 func TestLeasesAreRescuedAndExtended(t *testing.T) {

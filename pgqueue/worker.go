@@ -14,7 +14,6 @@ import (
 
 	"github.com/backi-go/backi"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Handler runs one job. Its error fails the job, which runs again after the
@@ -108,9 +107,9 @@ func Poll(d time.Duration) Option {
 // handlers wrote, so that their effects in the same database happen
 // exactly once. A crash rolls everything back, the jobs included, which
 // other workers then take again; as the rollback also forgets the attempt,
-// a job that crashes the process runs again without end. The batch's
-// connection stays in a transaction while its jobs run, so keep batches
-// short.
+// a job that crashes the process runs again without end. Each of the
+// worker's loops holds a connection of the pool, in a transaction, while
+// its batch runs, so keep batches short and size the pool for them.
 func TransactionHeld() Option {
 	return func(c *consumer) error {
 		c.held = true
@@ -195,21 +194,17 @@ func (c *consumer) configure(opts []Option) error {
 	return nil
 }
 
-// iterate is one turn of a loop of the worker: up to maxRounds batches on
-// one connection.
+// iterate is one turn of a loop of the worker: up to maxRounds batches. A
+// leased batch takes a connection of the pool only for its round trips, so
+// that its handlers may use the pool while it runs.
 func (c *consumer) iterate(ctx context.Context) error {
-	conn, err := c.q.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
-	}
-	defer conn.Release()
 	if c.held {
-		return c.iterateHeld(ctx, conn)
+		return c.iterateHeld(ctx)
 	}
-	if err := c.rescue(ctx, conn); err != nil {
+	if err := c.rescue(ctx); err != nil {
 		return err
 	}
-	jobs, err := c.exchange(ctx, conn, nil, nil, true)
+	jobs, err := c.exchange(ctx, nil, nil, true)
 	if err != nil {
 		return err
 	}
@@ -218,7 +213,7 @@ func (c *consumer) iterate(ctx context.Context) error {
 	}
 	for round := 1; ; round++ {
 		errs := c.runLeased(ctx, jobs)
-		if jobs, err = c.exchange(ctx, conn, jobs, errs, round < maxRounds); err != nil || len(jobs) == 0 {
+		if jobs, err = c.exchange(ctx, jobs, errs, round < maxRounds); err != nil || len(jobs) == 0 {
 			return err
 		}
 	}
@@ -239,7 +234,7 @@ RETURNING j.id, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.c
 // claimed. The round trip is not cut short by ctx, so that no outcome or
 // claim is lost to a stop: recordTimeout bounds it. Its statements run in
 // one implicit transaction: if one fails, none is recorded.
-func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job, errs []error, claim bool) ([]*Job, error) {
+func (c *consumer) exchange(ctx context.Context, jobs []*Job, errs []error, claim bool) ([]*Job, error) {
 	b := &pgx.Batch{}
 	c.queueOutcomes(b, jobs, errs)
 	claim = claim && ctx.Err() == nil
@@ -251,7 +246,7 @@ func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	next, err := c.send(rctx, conn, b, claim)
+	next, err := c.send(rctx, b, claim)
 	if err != nil {
 		return nil, err
 	}
@@ -260,16 +255,17 @@ func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job
 		for i := range released {
 			released[i] = errReleased
 		}
-		_, err := c.exchange(ctx, conn, next, released, false)
+		_, err := c.exchange(ctx, next, released, false)
 		return nil, err
 	}
 	return next, nil
 }
 
-// send sends b and, if claim, returns the jobs that its last statement
-// claimed. The connection is free again when it returns.
-func (c *consumer) send(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, claim bool) ([]*Job, error) {
-	br := conn.SendBatch(ctx, b)
+// send sends b on a connection of the pool and, if claim, returns the jobs
+// that its last statement claimed. The connection is back in the pool when
+// it returns.
+func (c *consumer) send(ctx context.Context, b *pgx.Batch, claim bool) ([]*Job, error) {
+	br := c.q.pool.SendBatch(ctx, b)
 	defer br.Close()
 	records := b.Len()
 	if claim {
@@ -504,13 +500,13 @@ WHERE state = 1 AND lease_until < now() AND queue = $1`
 
 // rescue puts back the jobs whose lease ran out, at most once a tenth of a
 // lease for the worker's loops together.
-func (c *consumer) rescue(ctx context.Context, conn *pgxpool.Conn) error {
+func (c *consumer) rescue(ctx context.Context) error {
 	now := time.Now().UnixNano()
 	last := c.rescued.Load()
 	if now-last < int64(c.lease/10) || !c.rescued.CompareAndSwap(last, now) {
 		return nil
 	}
-	if _, err := conn.Exec(ctx, fmt.Sprintf(rescueSQL, c.q.table), c.queue); err != nil {
+	if _, err := c.q.pool.Exec(ctx, fmt.Sprintf(rescueSQL, c.q.table), c.queue); err != nil {
 		return fmt.Errorf("pgqueue: %q: rescue expired leases: %w", c.queue, err)
 	}
 	return nil
@@ -579,9 +575,9 @@ WHERE queue = $1 AND state = 0 AND run_at <= now()
 ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`
 
 // iterateHeld is iterate for a TransactionHeld worker: one batch, in one
-// transaction.
-func (c *consumer) iterateHeld(ctx context.Context, conn *pgxpool.Conn) (err error) {
-	tx, err := conn.Begin(ctx)
+// transaction, on a connection of the pool that it holds until the end.
+func (c *consumer) iterateHeld(ctx context.Context) (err error) {
+	tx, err := c.q.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
 	}
