@@ -36,7 +36,9 @@ var ErrLeaseLost = errors.New("pgqueue: the job's lease was lost")
 // Tx returns the job's transaction, for a worker made with TransactionHeld:
 // a savepoint of the transaction that holds the job's row locked, rolled
 // back if the handler fails and kept if it succeeds; the job's deletion
-// commits with it. Without TransactionHeld it returns an error.
+// commits with it. The worker ends it when the handler returns: do not
+// commit or roll it back. A statement in it that failed fails the job, even
+// if the handler returns nil. Without TransactionHeld it returns an error.
 func (j *Job) Tx(ctx context.Context) (pgx.Tx, error) {
 	if j.held == nil {
 		return nil, errors.New("pgqueue: Job.Tx: the worker is not TransactionHeld; open a transaction of your own and use Job.Complete")

@@ -400,6 +400,38 @@ func TestTransactionHeld(t *testing.T) {
 	}
 }
 
+// A TransactionHeld handler that returns nil after a statement of its
+// transaction failed has failed: its job is counted as failed, and the
+// batch goes on.
+func TestTransactionHeldHandlerIgnoringAFailedStatement(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for _, p := range []string{"ok", "ignores", "ok"} {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "held", Payload: []byte(p), MaxAttempts: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := pgqueue.Worker(q, "held", func(ctx context.Context, j *pgqueue.Job) error {
+		tx, err := j.Tx(ctx)
+		if err != nil {
+			return err
+		}
+		if string(j.Payload) == "ignores" {
+			tx.Exec(ctx, `SELECT 1/0`) // the error is dropped
+		}
+		return nil
+	}, pgqueue.TransactionHeld(), pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(3))
+	run(t, w)
+	eventually(t, "two jobs done, one dead", func() bool { return count(t, pool, schema, -1) == 1 && count(t, pool, schema, 2) == 1 })
+	var payload, lastErr string
+	if err := pool.QueryRow(ctx, `SELECT convert_from(payload, 'UTF8'), last_error FROM `+schema+`.backi_jobs`).Scan(&payload, &lastErr); err != nil {
+		t.Fatal(err)
+	}
+	if payload != "ignores" || !strings.Contains(lastErr, "failed") {
+		t.Fatalf("dead job %q with last error %q, want the one that ignored its failed statement", payload, lastErr)
+	}
+}
+
 // With the queue running as a service, an enqueue wakes an idle worker at
 // once, though it polls only every 10s.
 func TestNotificationsWakeIdleWorkers(t *testing.T) {

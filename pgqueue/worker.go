@@ -380,14 +380,22 @@ func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
 	return err
 }
 
+// errTxAborted is the outcome of a held job whose handler returned nil
+// after a statement of its transaction failed: its writes cannot commit.
+var errTxAborted = errors.New("pgqueue: a statement in the job's transaction failed, though the handler returned nil")
+
 // endSavepoint keeps the savepoint of job, if it has one, when err is nil,
-// and rolls it back otherwise; it returns the job's outcome.
+// and rolls it back otherwise, or when a statement in it failed, which
+// leaves the batch's transaction usable; it returns the job's outcome.
 func (c *consumer) endSavepoint(ctx context.Context, job *Job, err error) error {
 	if job.sp == nil {
 		return err
 	}
 	sp := job.sp
 	job.sp = nil
+	if err == nil && job.held.Conn().PgConn().TxStatus() == 'E' {
+		err = errTxAborted
+	}
 	if err != nil {
 		if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
 			return errors.Join(err, fmt.Errorf("pgqueue: roll back the job's savepoint: %w", rerr))
