@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -522,6 +523,22 @@ func TestStopDuringAClaimGivesTheJobsBack(t *testing.T) {
 	if ran.Load() != 0 || pending != 3 || attempts != 0 {
 		t.Fatalf("after a stop during the claim: %d runs, %d of 3 jobs pending, %d attempts counted; want 0, 3, 0", ran.Load(), pending, attempts)
 	}
+}
+
+// The queue does not keep the workers made on it alive: a service that
+// makes and drops workers does not grow.
+func TestDroppedWorkersAreCollected(t *testing.T) {
+	q, _, _ := setup(t)
+	var collected atomic.Int32
+	for range 20 {
+		w := pgqueue.Worker(q, "dropped", func(context.Context, *pgqueue.Job) error { return nil })
+		runtime.AddCleanup(w, func(int) { collected.Add(1) }, 0)
+	}
+	eventually(t, "the dropped workers collected", func() bool {
+		runtime.GC()
+		return collected.Load() == 20
+	})
+	runtime.KeepAlive(q)
 }
 
 func TestBadOptions(t *testing.T) {
