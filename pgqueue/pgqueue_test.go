@@ -20,6 +20,7 @@ import (
 	"github.com/backi-go/backi/pgqueue"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 func TestMain(m *testing.M) {
@@ -150,6 +151,47 @@ func TestEnqueueInTheCallersTransaction(t *testing.T) {
 		if _, err := q.Enqueue(ctx, pool, bad); err == nil {
 			t.Errorf("enqueue of %+v: no error", bad)
 		}
+	}
+}
+
+// EnqueueSQL enqueues in a database/sql transaction, as Enqueue does in a
+// pgx one.
+func TestEnqueueSQL(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	for _, commit := range []bool{false, true} {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := q.EnqueueSQL(ctx, tx, pgqueue.NewJob{Queue: "sql", Payload: []byte("p"), Priority: 3, RunAt: time.Now().Add(time.Hour), UniqueKey: "k"})
+		if err != nil || e.ID == 0 || e.Duplicate {
+			t.Fatalf("EnqueueSQL: %+v, %v", e, err)
+		}
+		if commit {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n, priority int
+	var later bool
+	if err := pool.QueryRow(ctx, `SELECT count(*), max(priority), bool_and(run_at > now()) FROM `+schema+`.backi_jobs`).Scan(&n, &priority, &later); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || priority != 3 || !later {
+		t.Fatalf("%d jobs (want 1), priority %d (want 3), due later %v (want true)", n, priority, later)
+	}
+	if e, err := q.EnqueueSQL(ctx, db, pgqueue.NewJob{Queue: "sql", UniqueKey: "k"}); err != nil || !e.Duplicate {
+		t.Fatalf("EnqueueSQL of a pending key: %+v, %v; want a duplicate", e, err)
+	}
+	if _, err := q.EnqueueSQL(ctx, db, pgqueue.NewJob{}); err == nil || !strings.HasPrefix(err.Error(), "pgqueue: ") {
+		t.Fatalf("EnqueueSQL without a queue: %v", err)
 	}
 }
 
