@@ -147,9 +147,19 @@ func TestEnqueueInTheCallersTransaction(t *testing.T) {
 	if jobs[0].MaxAttempts != 0 {
 		t.Fatal("EnqueueMany changed the caller's jobs")
 	}
-	for _, bad := range []pgqueue.NewJob{{}, {Queue: "x", MaxAttempts: -1}} {
-		if _, err := q.Enqueue(ctx, pool, bad); err == nil {
-			t.Errorf("enqueue of %+v: no error", bad)
+	for _, c := range []struct {
+		job  pgqueue.NewJob
+		want string
+	}{
+		{pgqueue.NewJob{}, "queue name is empty"},
+		{pgqueue.NewJob{Queue: "x", MaxAttempts: -1}, "MaxAttempts -1"},
+		{pgqueue.NewJob{Queue: "x", MaxAttempts: 1 << 31}, "MaxAttempts 2147483648"},
+	} {
+		if _, err := q.Enqueue(ctx, pool, c.job); err == nil || !strings.HasPrefix(err.Error(), "pgqueue: ") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Enqueue of %+v: %v, want an error naming %s", c.job, err, c.want)
+		}
+		if _, err := q.EnqueueMany(ctx, pool, []pgqueue.NewJob{{Queue: "x"}, c.job}); err == nil || !strings.HasPrefix(err.Error(), "pgqueue: ") || !strings.Contains(err.Error(), "job 1") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("EnqueueMany of %+v: %v, want an error naming job 1 and %s", c.job, err, c.want)
 		}
 	}
 }
