@@ -588,6 +588,20 @@ func TestDroppedWorkersAreCollected(t *testing.T) {
 	runtime.KeepAlive(q)
 }
 
+// Queues in two schemas run in one host: their listeners' names differ.
+func TestTwoSchemasInOneHost(t *testing.T) {
+	a, pool, _ := setup(t)
+	b, err := pgqueue.New(pool, pgqueue.WithSchema("other"), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Name() == b.Name() {
+		t.Fatalf("both queues' listeners are named %q", a.Name())
+	}
+	stop := run(t, a, b)
+	stop()
+}
+
 func TestBadOptions(t *testing.T) {
 	q, _, _ := setup(t)
 	h := func(context.Context, *pgqueue.Job) error { return nil }

@@ -113,8 +113,9 @@ func (q *Queue) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Name implements backi.Service.
-func (q *Queue) Name() string { return "pgqueue listener" }
+// Name implements backi.Service: "pgqueue listener " and the schema's name,
+// so that the queues of two schemas may run in one host.
+func (q *Queue) Name() string { return "pgqueue listener " + q.name }
 
 // Run implements backi.Service: it listens for the notifications that
 // enqueues send, on one connection of the pool (taken out of it), and wakes
