@@ -320,8 +320,13 @@ var errReleased = errors.New("pgqueue: released")
 
 // runLeased runs jobs, extending their lease while they run.
 func (c *consumer) runLeased(ctx context.Context, jobs []*Job) []error {
-	hb := c.heartbeat(jobs)
-	defer hb.stop()
+	// The jobs keep their leases while they run, also once the worker
+	// stops: the extensions end with the runs, not with ctx.
+	ectx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { c.extend(ectx, jobs) })
+	defer wg.Wait()
+	defer stop()
 	return c.runAll(ctx, jobs)
 }
 
@@ -520,60 +525,33 @@ func (c *consumer) rescue(ctx context.Context) error {
 	return nil
 }
 
-// A heartbeat extends the lease of a batch's jobs every third of a lease,
-// on a connection of its own, while they run.
-type heartbeat struct {
-	c       *consumer
-	ids     []int64
-	tokens  []int64
-	mu      sync.Mutex
-	timer   *time.Timer
-	stopped bool
-	beating sync.WaitGroup
-}
-
 const extendSQL = `
 UPDATE %[1]s AS j SET lease_until = now() + make_interval(secs => $3)
 FROM unnest($1::bigint[], $2::integer[]) AS l(id, token)
 WHERE j.id = l.id AND j.attempts = l.token AND j.state = 1`
 
-func (c *consumer) heartbeat(jobs []*Job) *heartbeat {
-	h := &heartbeat{c: c}
-	for _, j := range jobs {
-		h.ids, h.tokens = append(h.ids, j.ID), append(h.tokens, int64(j.owned))
+// extend extends the lease of jobs every third of a lease, on a connection
+// of the pool, until ctx is done.
+func (c *consumer) extend(ctx context.Context, jobs []*Job) {
+	ids, tokens := make([]int64, len(jobs)), make([]int64, len(jobs))
+	for i, j := range jobs {
+		ids[i], tokens[i] = j.ID, int64(j.owned)
 	}
-	h.timer = time.AfterFunc(c.lease/3, h.beat)
-	return h
-}
-
-func (h *heartbeat) beat() {
-	h.mu.Lock()
-	if h.stopped {
-		h.mu.Unlock()
-		return
+	t := time.NewTicker(c.lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		xctx, cancel := context.WithTimeout(ctx, c.lease/3)
+		_, err := c.q.pool.Exec(xctx, fmt.Sprintf(extendSQL, c.q.table), ids, tokens, c.lease.Seconds())
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			c.q.log.LogAttrs(ctx, slog.LevelError, "pgqueue: could not extend the jobs' lease", slog.String("queue", c.queue), slog.Any("err", err))
+		}
 	}
-	h.beating.Add(1)
-	h.mu.Unlock()
-	defer h.beating.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), h.c.lease/3)
-	defer cancel()
-	if _, err := h.c.q.pool.Exec(ctx, fmt.Sprintf(extendSQL, h.c.q.table), h.ids, h.tokens, h.c.lease.Seconds()); err != nil {
-		h.c.q.log.LogAttrs(ctx, slog.LevelError, "pgqueue: could not extend the jobs' lease", slog.String("queue", h.c.queue), slog.Any("err", err))
-	}
-	h.mu.Lock()
-	if !h.stopped {
-		h.timer.Reset(h.c.lease / 3)
-	}
-	h.mu.Unlock()
-}
-
-// stop ends the heartbeat, and waits for an extension in flight.
-func (h *heartbeat) stop() {
-	h.mu.Lock()
-	h.stopped = true
-	h.timer.Stop()
-	h.mu.Unlock()
-	h.beating.Wait()
 }
 
 // holdSQL locks up to $2 due jobs of queue $1 in the caller's transaction.
