@@ -435,6 +435,8 @@ func TestTransactionHeld(t *testing.T) {
 			return errors.New("fails once")
 		case j.ID%7 == 0:
 			panic("always panics")
+		case j.ID%5 == 0:
+			return j.Complete(ctx, tx) // as the worker would
 		}
 		return nil
 	}, pgqueue.TransactionHeld(), pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(8))
@@ -483,6 +485,33 @@ func TestTransactionHeldHandlerIgnoringAFailedStatement(t *testing.T) {
 	if payload != "ignores" || !strings.Contains(lastErr, "failed") {
 		t.Fatalf("dead job %q with last error %q, want the one that ignored its failed statement", payload, lastErr)
 	}
+}
+
+// Job.Complete of a held job in a transaction other than Job.Tx's returns
+// an error at once: that transaction would wait for the job's row lock,
+// which the worker holds until the handler returns.
+func TestTransactionHeldCompleteInAnotherTransaction(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "held", MaxAttempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	completed := make(chan error, 1)
+	w := pgqueue.Worker(q, "held", func(ctx context.Context, j *pgqueue.Job) error {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return j.Complete(ctx, tx) })
+		completed <- err
+		return err
+	}, pgqueue.TransactionHeld(), pgqueue.JobTimeout(5*time.Second), pgqueue.Poll(10*time.Millisecond))
+	run(t, w)
+	select {
+	case err := <-completed:
+		if err == nil || !strings.Contains(err.Error(), "Job.Tx") {
+			t.Fatalf("Complete in another transaction: %v, want an error naming Job.Tx", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Complete in another transaction waits for the job's row lock")
+	}
+	eventually(t, "the job dead", func() bool { return count(t, pool, schema, 2) == 1 })
 }
 
 // With the queue running as a service, an enqueue wakes an idle worker at
