@@ -345,6 +345,23 @@ func TestHandlersShareThePool(t *testing.T) {
 	eventually(t, "the queue drained", func() bool { return count(t, pool, schema, -1) == 0 })
 }
 
+// A run that the iteration's deadline (backi.WithTimeout) cuts short is a
+// failed attempt, not a stop: the job does not run again without end.
+func TestIterationTimeoutCountsTheAttempt(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "slow", MaxAttempts: 2}); err != nil {
+		t.Fatal(err)
+	}
+	w := pgqueue.Worker(q, "slow", func(ctx context.Context, j *pgqueue.Job) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}, pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.Poll(10*time.Millisecond),
+		pgqueue.WorkerOptions(backi.WithTimeout(50*time.Millisecond), backi.WithBackoff(backi.ConstantBackoff(10*time.Millisecond))))
+	run(t, w)
+	eventually(t, "the job dead after its two attempts", func() bool { return count(t, pool, schema, 2) == 1 })
+}
+
 // A job whose lease ran out (its process died) is taken again; a long job
 // keeps its lease while it runs.
 func TestLeasesAreRescuedAndExtended(t *testing.T) {

@@ -120,7 +120,9 @@ func TransactionHeld() Option {
 // WorkerOptions passes options to the backi.Worker: concurrency, a
 // failure hook for the worker's own failures (the database's), an
 // observer, leadership... The worker sets backi.WithIdle from Poll; a
-// WithIdle here replaces it.
+// WithIdle here replaces it. backi.WithTimeout bounds a whole iteration, up
+// to 16 batches, and fails the run it cuts short: bound each run with
+// JobTimeout.
 func WorkerOptions(opts ...backi.Option) Option {
 	return func(c *consumer) error {
 		c.opts = append(c.opts, opts...)
@@ -375,8 +377,11 @@ func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
 			err = &backi.PanicError{Value: p, Stack: debug.Stack()}
 		case !normal:
 			err = errGoexit
-		case err != nil && ctx.Err() != nil:
-			err = errReleased // cut short by the stop: not the job's failure
+		case err != nil && errors.Is(ctx.Err(), context.Canceled):
+			// Cut short by the stop: not the job's failure. The deadline
+			// of a backi.WithTimeout is the job's failure, or the job
+			// would be given back without end.
+			err = errReleased
 		}
 		err = c.endSavepoint(ctx, job, err)
 	}()
