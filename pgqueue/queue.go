@@ -89,9 +89,9 @@ func New(pool *pgxpool.Pool, opts ...QueueOption) (*Queue, error) {
 	return q, nil
 }
 
-// Migrate creates or upgrades the queue's schema and table (see Schema). It
-// is idempotent, and replicas may call it at once: it runs under an advisory
-// lock, in one transaction.
+// Migrate creates the queue's schema, table and indexes (see Schema), those
+// that do not exist. It is idempotent, and replicas may call it at once: it
+// runs under an advisory lock, in one transaction.
 func (q *Queue) Migrate(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('backi_jobs migrate', 0))`); err != nil {

@@ -51,7 +51,9 @@ func Batch(n int) Option {
 // it (its visibility timeout): at least a second, DefaultLease by default.
 // While the jobs of a batch run, the worker extends their lease every third
 // of it, so that only a stopped or hung process loses its jobs, which the
-// other workers then take again. Not for TransactionHeld workers.
+// other workers then take again. A handler that hangs in a live process
+// keeps its job, and the jobs after it in its batch, until JobTimeout ends
+// it. Not for TransactionHeld workers.
 func Lease(d time.Duration) Option {
 	return func(c *consumer) error {
 		if d < time.Second {
