@@ -238,6 +238,48 @@ func TestWorkerDrainsTheQueue(t *testing.T) {
 	}
 }
 
+// Due jobs run by priority, higher first, then by due time, then in the
+// order enqueued; jobs due later wait.
+func TestJobsRunInPriorityOrder(t *testing.T) {
+	q, pool, _ := setup(t)
+	ctx := context.Background()
+	now := time.Now()
+	for _, j := range []pgqueue.NewJob{
+		{Payload: []byte("low"), Priority: -1},
+		{Payload: []byte("normal-later"), RunAt: now.Add(-time.Minute)},
+		{Payload: []byte("high"), Priority: 5},
+		{Payload: []byte("normal-earlier"), RunAt: now.Add(-time.Hour)},
+		{Payload: []byte("future"), Priority: 9, RunAt: now.Add(time.Hour)},
+		{Payload: []byte("high-second"), Priority: 5},
+		{Payload: []byte("normal-latest")},
+	} {
+		j.Queue = "ordered"
+		if _, err := q.Enqueue(ctx, pool, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var order []string
+	w := pgqueue.Worker(q, "ordered", func(ctx context.Context, j *pgqueue.Job) error {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, string(j.Payload))
+		return nil
+	}, pgqueue.Batch(2))
+	run(t, w)
+	want := "high high-second normal-earlier normal-later normal-latest low"
+	eventually(t, "the due jobs run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(order) == 6
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(order, " "); got != want {
+		t.Fatalf("order %q, want %q", got, want)
+	}
+}
+
 func TestFailuresRetryThenDie(t *testing.T) {
 	q, pool, schema := setup(t)
 	ctx := context.Background()
