@@ -223,14 +223,15 @@ func (c *consumer) iterate(ctx context.Context) error {
 	}
 }
 
-// claimSQL leases up to $2 due jobs of queue $1 for $3 seconds.
+// claimSQL leases up to $2 due jobs of queue $1 for $3 seconds. The ids in
+// an array keep the update on the primary key in a generic plan too, where
+// a join with the subquery hashes the whole table.
 const claimSQL = `
 UPDATE %[1]s AS j SET state = 1, attempts = j.attempts + 1, lease_until = now() + make_interval(secs => $3)
-FROM (
+WHERE j.id = ANY(ARRAY(
 	SELECT id FROM %[1]s WHERE queue = $1 AND state = 0 AND run_at <= now()
 	ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
-) AS due
-WHERE j.id = due.id
+))
 RETURNING j.id, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at`
 
 // exchange records the outcomes errs of jobs and, if claim and ctx is not
