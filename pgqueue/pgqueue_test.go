@@ -325,6 +325,38 @@ func TestFailuresRetryThenDie(t *testing.T) {
 	}
 }
 
+// A handler that calls runtime.Goexit (as t.FailNow does) fails its job
+// only: the jobs after it in the batch run, and the worker goes on.
+func TestGoexitFailsTheJobOnly(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for _, p := range []string{"a", "exits", "b", "exits", "c"} {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "g", Payload: []byte(p), MaxAttempts: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ran atomic.Int32
+	w := pgqueue.Worker(q, "g", func(ctx context.Context, j *pgqueue.Job) error {
+		if string(j.Payload) == "exits" {
+			runtime.Goexit()
+		}
+		ran.Add(1)
+		return nil
+	}, pgqueue.Batch(5), pgqueue.Poll(10*time.Millisecond))
+	run(t, w)
+	eventually(t, "three jobs done, two dead", func() bool { return count(t, pool, schema, -1) == 2 && count(t, pool, schema, 2) == 2 })
+	if ran.Load() != 3 {
+		t.Fatalf("%d jobs ran to their end, want 3", ran.Load())
+	}
+	var lastErr string
+	if err := pool.QueryRow(ctx, `SELECT min(last_error) FROM `+schema+`.backi_jobs`).Scan(&lastErr); err != nil || !strings.Contains(lastErr, "Goexit") {
+		t.Fatalf("the dead jobs' last error %q (%v) does not name Goexit", lastErr, err)
+	}
+	if st := w.Status(); st.Failures != 0 {
+		t.Fatalf("the handler's Goexit counted as the worker's failure: %+v", st)
+	}
+}
+
 func TestSnoozeAndCancel(t *testing.T) {
 	q, pool, schema := setup(t)
 	ctx := context.Background()
