@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,12 +39,13 @@ type NewJob struct {
 	UniqueKey string
 }
 
+// check validates j and fills in its defaults.
 func (j *NewJob) check() error {
 	switch {
 	case j.Queue == "":
-		return errors.New("pgqueue: enqueue: the queue name is empty")
-	case j.MaxAttempts < 0:
-		return fmt.Errorf("pgqueue: enqueue to %q: MaxAttempts %d is negative", j.Queue, j.MaxAttempts)
+		return errors.New("the queue name is empty")
+	case j.MaxAttempts < 0 || j.MaxAttempts > math.MaxInt32:
+		return fmt.Errorf("MaxAttempts %d: need 0 (for DefaultMaxAttempts) to %d", j.MaxAttempts, math.MaxInt32)
 	}
 	if j.MaxAttempts == 0 {
 		j.MaxAttempts = DefaultMaxAttempts
@@ -89,29 +91,31 @@ SELECT coalesce((SELECT id FROM ins), 0),
 // Enqueue adds job to its queue with db: in the caller's transaction when db
 // is a pgx.Tx.
 func (q *Queue) Enqueue(ctx context.Context, db DB, job NewJob) (Enqueued, error) {
-	if err := job.check(); err != nil {
-		return Enqueued{}, err
-	}
-	runAt, key := job.args()
-	var id, notified int64
-	err := db.QueryRow(ctx, fmt.Sprintf(insertOne, q.table), job.Queue, job.Payload, job.Priority, runAt, job.MaxAttempts, key).Scan(&id, &notified)
-	if err != nil {
-		return Enqueued{}, fmt.Errorf("pgqueue: enqueue to %q: %w", job.Queue, err)
-	}
-	return Enqueued{ID: id, Duplicate: id == 0}, nil
+	return q.enqueue(job, func(query string, args ...any) row { return db.QueryRow(ctx, query, args...) })
 }
 
-// EnqueueSQL is Enqueue for a database/sql transaction (or *sql.DB) on the
-// pgx driver (github.com/jackc/pgx/v5/stdlib).
-func (q *Queue) EnqueueSQL(ctx context.Context, tx interface {
+// SQLDB is what EnqueueSQL writes with: a *sql.Tx, to enqueue in the
+// caller's transaction, or a *sql.DB or a *sql.Conn, to enqueue at once.
+type SQLDB interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}, job NewJob) (Enqueued, error) {
+}
+
+// EnqueueSQL is Enqueue for database/sql on the pgx driver
+// (github.com/jackc/pgx/v5/stdlib).
+func (q *Queue) EnqueueSQL(ctx context.Context, db SQLDB, job NewJob) (Enqueued, error) {
+	return q.enqueue(job, func(query string, args ...any) row { return db.QueryRowContext(ctx, query, args...) })
+}
+
+// row is a row that a query returned: a pgx.Row or a *sql.Row.
+type row interface{ Scan(dest ...any) error }
+
+func (q *Queue) enqueue(job NewJob, queryRow func(query string, args ...any) row) (Enqueued, error) {
 	if err := job.check(); err != nil {
-		return Enqueued{}, err
+		return Enqueued{}, fmt.Errorf("pgqueue: enqueue to %q: %w", job.Queue, err)
 	}
 	runAt, key := job.args()
 	var id, notified int64
-	err := tx.QueryRowContext(ctx, fmt.Sprintf(insertOne, q.table), job.Queue, job.Payload, job.Priority, runAt, job.MaxAttempts, key).Scan(&id, &notified)
+	err := queryRow(fmt.Sprintf(insertOne, q.table), job.Queue, job.Payload, job.Priority, runAt, job.MaxAttempts, key).Scan(&id, &notified)
 	if err != nil {
 		return Enqueued{}, fmt.Errorf("pgqueue: enqueue to %q: %w", job.Queue, err)
 	}
@@ -146,9 +150,9 @@ func (q *Queue) EnqueueMany(ctx context.Context, db DB, jobs []NewJob) (int, err
 	keys := make([]*string, len(jobs))
 	for i, j := range jobs { // a copy: check fills in defaults
 		if err := j.check(); err != nil {
-			return 0, fmt.Errorf("job %d: %w", i, err)
+			return 0, fmt.Errorf("pgqueue: enqueue %d jobs: job %d (to %q): %w", len(jobs), i, j.Queue, err)
 		}
-		queues[i], payloads[i], priorities[i], maxAttempts[i] = j.Queue, j.Payload, j.Priority, int32(min(j.MaxAttempts, 1<<31-1))
+		queues[i], payloads[i], priorities[i], maxAttempts[i] = j.Queue, j.Payload, j.Priority, int32(j.MaxAttempts)
 		runAts[i], keys[i] = j.args()
 	}
 	var added, notified int64

@@ -36,7 +36,9 @@ var ErrLeaseLost = errors.New("pgqueue: the job's lease was lost")
 // Tx returns the job's transaction, for a worker made with TransactionHeld:
 // a savepoint of the transaction that holds the job's row locked, rolled
 // back if the handler fails and kept if it succeeds; the job's deletion
-// commits with it. Without TransactionHeld it returns an error.
+// commits with it. The worker ends it when the handler returns: do not
+// commit or roll it back. A statement in it that failed fails the job, even
+// if the handler returns nil. Without TransactionHeld it returns an error.
 func (j *Job) Tx(ctx context.Context) (pgx.Tx, error) {
 	if j.held == nil {
 		return nil, errors.New("pgqueue: Job.Tx: the worker is not TransactionHeld; open a transaction of your own and use Job.Complete")
@@ -56,10 +58,15 @@ func (j *Job) Tx(ctx context.Context) (pgx.Tx, error) {
 // happen once (if tx commits after the job's lease ran out, they may happen
 // again in another run, unless the handler keys them by the job's ID). It
 // returns ErrLeaseLost when the job is no longer this run's, and the handler
-// should then roll tx back.
+// should then roll tx back. A TransactionHeld job completes in Job.Tx's
+// transaction, which commits with the batch; for any other, Complete
+// returns an error, as that transaction would wait for the job's row lock.
 func (j *Job) Complete(ctx context.Context, tx pgx.Tx) error {
 	state := 1 // leased
 	if j.held != nil {
+		if tx.Conn() != j.held.Conn() {
+			return fmt.Errorf("pgqueue: complete job %d: the worker is TransactionHeld: complete it in Job.Tx's transaction", j.ID)
+		}
 		state = 0 // held by a lock, and still pending
 	}
 	tag, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND attempts = $2 AND state = $3`, j.q.table), j.ID, j.owned, state)

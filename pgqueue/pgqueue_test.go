@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"github.com/backi-go/backi/pgqueue"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 func TestMain(m *testing.M) {
@@ -147,10 +149,61 @@ func TestEnqueueInTheCallersTransaction(t *testing.T) {
 	if jobs[0].MaxAttempts != 0 {
 		t.Fatal("EnqueueMany changed the caller's jobs")
 	}
-	for _, bad := range []pgqueue.NewJob{{}, {Queue: "x", MaxAttempts: -1}} {
-		if _, err := q.Enqueue(ctx, pool, bad); err == nil {
-			t.Errorf("enqueue of %+v: no error", bad)
+	for _, c := range []struct {
+		job  pgqueue.NewJob
+		want string
+	}{
+		{pgqueue.NewJob{}, "queue name is empty"},
+		{pgqueue.NewJob{Queue: "x", MaxAttempts: -1}, "MaxAttempts -1"},
+		{pgqueue.NewJob{Queue: "x", MaxAttempts: 1 << 31}, "MaxAttempts 2147483648"},
+	} {
+		if _, err := q.Enqueue(ctx, pool, c.job); err == nil || !strings.HasPrefix(err.Error(), "pgqueue: ") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Enqueue of %+v: %v, want an error naming %s", c.job, err, c.want)
 		}
+		if _, err := q.EnqueueMany(ctx, pool, []pgqueue.NewJob{{Queue: "x"}, c.job}); err == nil || !strings.HasPrefix(err.Error(), "pgqueue: ") || !strings.Contains(err.Error(), "job 1") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("EnqueueMany of %+v: %v, want an error naming job 1 and %s", c.job, err, c.want)
+		}
+	}
+}
+
+// EnqueueSQL enqueues in a database/sql transaction, as Enqueue does in a
+// pgx one.
+func TestEnqueueSQL(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	for _, commit := range []bool{false, true} {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := q.EnqueueSQL(ctx, tx, pgqueue.NewJob{Queue: "sql", Payload: []byte("p"), Priority: 3, RunAt: time.Now().Add(time.Hour), UniqueKey: "k"})
+		if err != nil || e.ID == 0 || e.Duplicate {
+			t.Fatalf("EnqueueSQL: %+v, %v", e, err)
+		}
+		if commit {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n, priority int
+	var later bool
+	if err := pool.QueryRow(ctx, `SELECT count(*), max(priority), bool_and(run_at > now()) FROM `+schema+`.backi_jobs`).Scan(&n, &priority, &later); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || priority != 3 || !later {
+		t.Fatalf("%d jobs (want 1), priority %d (want 3), due later %v (want true)", n, priority, later)
+	}
+	if e, err := q.EnqueueSQL(ctx, db, pgqueue.NewJob{Queue: "sql", UniqueKey: "k"}); err != nil || !e.Duplicate {
+		t.Fatalf("EnqueueSQL of a pending key: %+v, %v; want a duplicate", e, err)
+	}
+	if _, err := q.EnqueueSQL(ctx, db, pgqueue.NewJob{}); err == nil || !strings.HasPrefix(err.Error(), "pgqueue: ") {
+		t.Fatalf("EnqueueSQL without a queue: %v", err)
 	}
 }
 
@@ -184,6 +237,48 @@ func TestWorkerDrainsTheQueue(t *testing.T) {
 		if times != 1 {
 			t.Fatalf("job %s ran %d times", p, times)
 		}
+	}
+}
+
+// Due jobs run by priority, higher first, then by due time, then in the
+// order enqueued; jobs due later wait.
+func TestJobsRunInPriorityOrder(t *testing.T) {
+	q, pool, _ := setup(t)
+	ctx := context.Background()
+	now := time.Now()
+	for _, j := range []pgqueue.NewJob{
+		{Payload: []byte("low"), Priority: -1},
+		{Payload: []byte("normal-later"), RunAt: now.Add(-time.Minute)},
+		{Payload: []byte("high"), Priority: 5},
+		{Payload: []byte("normal-earlier"), RunAt: now.Add(-time.Hour)},
+		{Payload: []byte("future"), Priority: 9, RunAt: now.Add(time.Hour)},
+		{Payload: []byte("high-second"), Priority: 5},
+		{Payload: []byte("normal-latest")},
+	} {
+		j.Queue = "ordered"
+		if _, err := q.Enqueue(ctx, pool, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var order []string
+	w := pgqueue.Worker(q, "ordered", func(ctx context.Context, j *pgqueue.Job) error {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, string(j.Payload))
+		return nil
+	}, pgqueue.Batch(2))
+	run(t, w)
+	want := "high high-second normal-earlier normal-later normal-latest low"
+	eventually(t, "the due jobs run", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(order) == 6
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(order, " "); got != want {
+		t.Fatalf("order %q, want %q", got, want)
 	}
 }
 
@@ -232,6 +327,38 @@ func TestFailuresRetryThenDie(t *testing.T) {
 	}
 }
 
+// A handler that calls runtime.Goexit (as t.FailNow does) fails its job
+// only: the jobs after it in the batch run, and the worker goes on.
+func TestGoexitFailsTheJobOnly(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for _, p := range []string{"a", "exits", "b", "exits", "c"} {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "g", Payload: []byte(p), MaxAttempts: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ran atomic.Int32
+	w := pgqueue.Worker(q, "g", func(ctx context.Context, j *pgqueue.Job) error {
+		if string(j.Payload) == "exits" {
+			runtime.Goexit()
+		}
+		ran.Add(1)
+		return nil
+	}, pgqueue.Batch(5), pgqueue.Poll(10*time.Millisecond))
+	run(t, w)
+	eventually(t, "three jobs done, two dead", func() bool { return count(t, pool, schema, -1) == 2 && count(t, pool, schema, 2) == 2 })
+	if ran.Load() != 3 {
+		t.Fatalf("%d jobs ran to their end, want 3", ran.Load())
+	}
+	var lastErr string
+	if err := pool.QueryRow(ctx, `SELECT min(last_error) FROM `+schema+`.backi_jobs`).Scan(&lastErr); err != nil || !strings.Contains(lastErr, "Goexit") {
+		t.Fatalf("the dead jobs' last error %q (%v) does not name Goexit", lastErr, err)
+	}
+	if st := w.Status(); st.Failures != 0 {
+		t.Fatalf("the handler's Goexit counted as the worker's failure: %+v", st)
+	}
+}
+
 func TestSnoozeAndCancel(t *testing.T) {
 	q, pool, schema := setup(t)
 	ctx := context.Background()
@@ -257,6 +384,58 @@ func TestSnoozeAndCancel(t *testing.T) {
 	if snoozes.Load() != 4 || lastAttempt.Load() != 1 {
 		t.Fatalf("%d runs, last attempt %d: snoozes must not count as attempts", snoozes.Load(), lastAttempt.Load())
 	}
+}
+
+// A handler may use the pool of the queue, even when the worker has as many
+// loops as the pool has connections: a loop holds none while its jobs run.
+func TestHandlersShareThePool(t *testing.T) {
+	_, pool, schema := setup(t)
+	ctx := context.Background()
+	cfg := pool.Config()
+	cfg.MaxConns = 2
+	small, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(small.Close)
+	q, err := pgqueue.New(small, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var running sync.WaitGroup
+	running.Add(2)
+	w := pgqueue.Worker(q, "p", func(ctx context.Context, j *pgqueue.Job) error {
+		if j.ID <= 2 { // the first two jobs run at once, one per loop
+			running.Done()
+			running.Wait()
+		}
+		_, err := small.Exec(ctx, `SELECT 1`)
+		return err
+	}, pgqueue.Batch(1), pgqueue.WorkerOptions(backi.WithConcurrency(2)))
+	run(t, w)
+	eventually(t, "the queue drained", func() bool { return count(t, pool, schema, -1) == 0 })
+}
+
+// A run that the iteration's deadline (backi.WithTimeout) cuts short is a
+// failed attempt, not a stop: the job does not run again without end.
+func TestIterationTimeoutCountsTheAttempt(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "slow", MaxAttempts: 2}); err != nil {
+		t.Fatal(err)
+	}
+	w := pgqueue.Worker(q, "slow", func(ctx context.Context, j *pgqueue.Job) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}, pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.Poll(10*time.Millisecond),
+		pgqueue.WorkerOptions(backi.WithTimeout(50*time.Millisecond), backi.WithBackoff(backi.ConstantBackoff(10*time.Millisecond))))
+	run(t, w)
+	eventually(t, "the job dead after its two attempts", func() bool { return count(t, pool, schema, 2) == 1 })
 }
 
 // A job whose lease ran out (its process died) is taken again; a long job
@@ -349,6 +528,8 @@ func TestTransactionHeld(t *testing.T) {
 			return errors.New("fails once")
 		case j.ID%7 == 0:
 			panic("always panics")
+		case j.ID%5 == 0:
+			return j.Complete(ctx, tx) // as the worker would
 		}
 		return nil
 	}, pgqueue.TransactionHeld(), pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(8))
@@ -367,33 +548,180 @@ func TestTransactionHeld(t *testing.T) {
 	}
 }
 
+// A TransactionHeld handler that returns nil after a statement of its
+// transaction failed has failed: its job is counted as failed, and the
+// batch goes on.
+func TestTransactionHeldHandlerIgnoringAFailedStatement(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for _, p := range []string{"ok", "ignores", "ok"} {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "held", Payload: []byte(p), MaxAttempts: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := pgqueue.Worker(q, "held", func(ctx context.Context, j *pgqueue.Job) error {
+		tx, err := j.Tx(ctx)
+		if err != nil {
+			return err
+		}
+		if string(j.Payload) == "ignores" {
+			tx.Exec(ctx, `SELECT 1/0`) // the error is dropped
+		}
+		return nil
+	}, pgqueue.TransactionHeld(), pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(3))
+	run(t, w)
+	eventually(t, "two jobs done, one dead", func() bool { return count(t, pool, schema, -1) == 1 && count(t, pool, schema, 2) == 1 })
+	var payload, lastErr string
+	if err := pool.QueryRow(ctx, `SELECT convert_from(payload, 'UTF8'), last_error FROM `+schema+`.backi_jobs`).Scan(&payload, &lastErr); err != nil {
+		t.Fatal(err)
+	}
+	if payload != "ignores" || !strings.Contains(lastErr, "failed") {
+		t.Fatalf("dead job %q with last error %q, want the one that ignored its failed statement", payload, lastErr)
+	}
+}
+
+// Job.Complete of a held job in a transaction other than Job.Tx's returns
+// an error at once: that transaction would wait for the job's row lock,
+// which the worker holds until the handler returns.
+func TestTransactionHeldCompleteInAnotherTransaction(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "held", MaxAttempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	completed := make(chan error, 1)
+	w := pgqueue.Worker(q, "held", func(ctx context.Context, j *pgqueue.Job) error {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return j.Complete(ctx, tx) })
+		completed <- err
+		return err
+	}, pgqueue.TransactionHeld(), pgqueue.JobTimeout(5*time.Second), pgqueue.Poll(10*time.Millisecond))
+	run(t, w)
+	select {
+	case err := <-completed:
+		if err == nil || !strings.Contains(err.Error(), "Job.Tx") {
+			t.Fatalf("Complete in another transaction: %v, want an error naming Job.Tx", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Complete in another transaction waits for the job's row lock")
+	}
+	eventually(t, "the job dead", func() bool { return count(t, pool, schema, 2) == 1 })
+}
+
 // With the queue running as a service, an enqueue wakes an idle worker at
 // once, though it polls only every 10s.
 func TestNotificationsWakeIdleWorkers(t *testing.T) {
 	q, pool, _ := setup(t)
 	ctx := context.Background()
-	started := make(chan time.Time, 10)
+	started := make(chan struct{}, 10)
 	w := pgqueue.Worker(q, "fast", func(ctx context.Context, j *pgqueue.Job) error {
-		started <- time.Now()
+		started <- struct{}{}
 		return nil
-	}, pgqueue.Poll(10*time.Second))
+	}, pgqueue.Poll(10*time.Second), pgqueue.WorkerOptions(backi.WithIdle(10*time.Second, 10*time.Second)))
 	run(t, q, w)
-	time.Sleep(300 * time.Millisecond) // the worker idles, the listener listens
-	for range 3 {
-		time.Sleep(50 * time.Millisecond)
-		enqueued := time.Now()
+	for i := range 3 {
+		eventually(t, "the worker idle", func() bool { return w.Status().State == backi.StateIdle })
 		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "fast"}); err != nil {
 			t.Fatal(err)
 		}
 		select {
-		case at := <-started:
-			if d := at.Sub(enqueued); d > 500*time.Millisecond {
-				t.Fatalf("the job started %v after its enqueue", d)
-			}
+		case <-started:
 		case <-time.After(5 * time.Second):
-			t.Fatal("an enqueue did not wake the idle worker")
+			t.Fatalf("enqueue %d did not wake the idle worker within 5s", i+1)
 		}
 	}
+}
+
+// stopAtClaim cancels a worker's context as its claim is sent, once armed.
+type stopAtClaim struct {
+	stop atomic.Pointer[context.CancelFunc]
+}
+
+func (s *stopAtClaim) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+func (s *stopAtClaim) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (s *stopAtClaim) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	for _, q := range d.Batch.QueuedQueries {
+		if strings.Contains(q.SQL, "SKIP LOCKED") {
+			if stop := s.stop.Swap(nil); stop != nil {
+				(*stop)()
+			}
+		}
+	}
+	return ctx
+}
+func (s *stopAtClaim) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (s *stopAtClaim) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// A worker that stops while its claim is on the way gives the jobs it
+// claimed back at once, their attempt not counted.
+func TestStopDuringAClaimGivesTheJobsBack(t *testing.T) {
+	_, pool, schema := setup(t)
+	ctx := context.Background()
+	cfg := pool.Config()
+	tracer := &stopAtClaim{}
+	cfg.ConnConfig.Tracer = tracer
+	traced, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer traced.Close()
+	q, err := pgqueue.New(traced, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "s"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ran atomic.Int32
+	w := pgqueue.Worker(q, "s", func(context.Context, *pgqueue.Job) error {
+		ran.Add(1)
+		return nil
+	}, pgqueue.WorkerOptions(backi.WithLogger(quiet)))
+	runCtx, stop := context.WithCancel(ctx)
+	tracer.stop.Store(&stop)
+	if err := w.Run(runCtx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var pending, attempts int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 0), coalesce(sum(attempts), 0) FROM `+schema+`.backi_jobs`).Scan(&pending, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if ran.Load() != 0 || pending != 3 || attempts != 0 {
+		t.Fatalf("after a stop during the claim: %d runs, %d of 3 jobs pending, %d attempts counted; want 0, 3, 0", ran.Load(), pending, attempts)
+	}
+}
+
+// The queue does not keep the workers made on it alive: a service that
+// makes and drops workers does not grow.
+func TestDroppedWorkersAreCollected(t *testing.T) {
+	q, _, _ := setup(t)
+	var collected atomic.Int32
+	for range 20 {
+		w := pgqueue.Worker(q, "dropped", func(context.Context, *pgqueue.Job) error { return nil })
+		runtime.AddCleanup(w, func(int) { collected.Add(1) }, 0)
+	}
+	eventually(t, "the dropped workers collected", func() bool {
+		runtime.GC()
+		return collected.Load() == 20
+	})
+	runtime.KeepAlive(q)
+}
+
+// Queues in two schemas run in one host: their listeners' names differ.
+func TestTwoSchemasInOneHost(t *testing.T) {
+	a, pool, _ := setup(t)
+	b, err := pgqueue.New(pool, pgqueue.WithSchema("other"), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Name() == b.Name() {
+		t.Fatalf("both queues' listeners are named %q", a.Name())
+	}
+	stop := run(t, a, b)
+	stop()
 }
 
 func TestBadOptions(t *testing.T) {

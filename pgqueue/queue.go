@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/backi-go/backi"
 	"github.com/jackc/pgx/v5"
@@ -39,7 +40,7 @@ type Queue struct {
 	log   *slog.Logger
 
 	mu      sync.Mutex
-	waiting map[string][]*backi.Worker // by queue name, the workers to wake
+	waiting map[string][]weak.Pointer[backi.Worker] // by queue name, the workers to wake
 }
 
 // A QueueOption configures New.
@@ -75,7 +76,7 @@ func New(pool *pgxpool.Pool, opts ...QueueOption) (*Queue, error) {
 	if pool == nil {
 		return nil, errors.New("pgqueue: New(nil): pool is nil")
 	}
-	q := &Queue{pool: pool, name: DefaultSchema, log: slog.Default(), waiting: map[string][]*backi.Worker{}}
+	q := &Queue{pool: pool, name: DefaultSchema, log: slog.Default(), waiting: map[string][]weak.Pointer[backi.Worker]{}}
 	for _, o := range opts {
 		if o == nil {
 			return nil, errors.New("pgqueue: nil QueueOption")
@@ -88,9 +89,9 @@ func New(pool *pgxpool.Pool, opts ...QueueOption) (*Queue, error) {
 	return q, nil
 }
 
-// Migrate creates or upgrades the queue's schema and table (see Schema). It
-// is idempotent, and replicas may call it at once: it runs under an advisory
-// lock, in one transaction.
+// Migrate creates the queue's schema, table and indexes (see Schema), those
+// that do not exist. It is idempotent, and replicas may call it at once: it
+// runs under an advisory lock, in one transaction.
 func (q *Queue) Migrate(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('backi_jobs migrate', 0))`); err != nil {
@@ -112,8 +113,9 @@ func (q *Queue) Migrate(ctx context.Context) error {
 	return nil
 }
 
-// Name implements backi.Service.
-func (q *Queue) Name() string { return "pgqueue listener" }
+// Name implements backi.Service: "pgqueue listener " and the schema's name,
+// so that the queues of two schemas may run in one host.
+func (q *Queue) Name() string { return "pgqueue listener " + q.name }
 
 // Run implements backi.Service: it listens for the notifications that
 // enqueues send, on one connection of the pool (taken out of it), and wakes
@@ -159,33 +161,52 @@ func (q *Queue) listen(ctx context.Context) error {
 	}
 }
 
-// register makes w one of the workers that a notification for queue wakes.
+// register makes w one of the workers that a notification for queue wakes,
+// for as long as w is in use: the queue does not keep it alive, and forgets
+// the workers that were dropped.
 func (q *Queue) register(queue string, w *backi.Worker) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.waiting[queue] = append(q.waiting[queue], w)
+	for name, ps := range q.waiting {
+		var live []weak.Pointer[backi.Worker] // a new array: wake may read the old one
+		for _, p := range ps {
+			if p.Value() != nil {
+				live = append(live, p)
+			}
+		}
+		if len(live) == 0 {
+			delete(q.waiting, name)
+		} else {
+			q.waiting[name] = live
+		}
+	}
+	q.waiting[queue] = append(q.waiting[queue], weak.Make(w))
 }
 
 // wake wakes one idle loop of each worker of queue: a notification tells of
 // one enqueue, and a loop that finds more claims them all.
 func (q *Queue) wake(queue string) {
 	q.mu.Lock()
-	ws := q.waiting[queue]
+	ps := q.waiting[queue]
 	q.mu.Unlock()
-	for _, w := range ws {
-		w.WakeOne()
+	for _, p := range ps {
+		if w := p.Value(); w != nil {
+			w.WakeOne()
+		}
 	}
 }
 
 func (q *Queue) wakeAll() {
 	q.mu.Lock()
-	var ws []*backi.Worker
+	var ps []weak.Pointer[backi.Worker]
 	for _, list := range q.waiting {
-		ws = append(ws, list...)
+		ps = append(ps, list...)
 	}
 	q.mu.Unlock()
-	for _, w := range ws {
-		w.Wake()
+	for _, p := range ps {
+		if w := p.Value(); w != nil {
+			w.Wake()
+		}
 	}
 }
 

@@ -5,8 +5,9 @@
 CREATE TABLE IF NOT EXISTS backi_jobs (
 	id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	queue         text NOT NULL,
-	-- 0 pending, 1 running (leased until lease_until), 2 dead, 3 done (kept
-	-- for the retention period)
+	-- 0 pending (or running, held by a TransactionHeld worker's lock),
+	-- 1 running (leased until lease_until), 2 dead, 3 done (kept by a
+	-- KeepDone worker until a Cleaner deletes it; deleted otherwise)
 	state         smallint NOT NULL DEFAULT 0,
 	priority      smallint NOT NULL DEFAULT 0, -- higher runs first
 	run_at        timestamptz NOT NULL DEFAULT now(),
@@ -28,7 +29,7 @@ CREATE INDEX IF NOT EXISTS backi_jobs_leased ON backi_jobs (lease_until) WHERE s
 -- One pending or running job per unique key and queue.
 CREATE UNIQUE INDEX IF NOT EXISTS backi_jobs_unique ON backi_jobs (queue, unique_key)
 	WHERE unique_key IS NOT NULL AND state IN (0, 1);
--- The dead jobs listed.
-CREATE INDEX IF NOT EXISTS backi_jobs_finished ON backi_jobs (queue, state, finished_at) WHERE state IN (2, 3);
+-- The dead jobs listed, latest first.
+CREATE INDEX IF NOT EXISTS backi_jobs_finished ON backi_jobs (queue, state, finished_at) WHERE state = 2;
 -- What the cleaner deletes.
 CREATE INDEX IF NOT EXISTS backi_jobs_finished_at ON backi_jobs (finished_at) WHERE state IN (2, 3);

@@ -14,7 +14,6 @@ import (
 
 	"github.com/backi-go/backi"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Handler runs one job. Its error fails the job, which runs again after the
@@ -52,7 +51,9 @@ func Batch(n int) Option {
 // it (its visibility timeout): at least a second, DefaultLease by default.
 // While the jobs of a batch run, the worker extends their lease every third
 // of it, so that only a stopped or hung process loses its jobs, which the
-// other workers then take again. Not for TransactionHeld workers.
+// other workers then take again. A handler that hangs in a live process
+// keeps its job, and the jobs after it in its batch, until JobTimeout ends
+// it. Not for TransactionHeld workers.
 func Lease(d time.Duration) Option {
 	return func(c *consumer) error {
 		if d < time.Second {
@@ -108,9 +109,9 @@ func Poll(d time.Duration) Option {
 // handlers wrote, so that their effects in the same database happen
 // exactly once. A crash rolls everything back, the jobs included, which
 // other workers then take again; as the rollback also forgets the attempt,
-// a job that crashes the process runs again without end. The batch's
-// connection stays in a transaction while its jobs run, so keep batches
-// short.
+// a job that crashes the process runs again without end. Each of the
+// worker's loops holds a connection of the pool, in a transaction, while
+// its batch runs, so keep batches short and size the pool for them.
 func TransactionHeld() Option {
 	return func(c *consumer) error {
 		c.held = true
@@ -131,7 +132,9 @@ func KeepDone() Option {
 // WorkerOptions passes options to the backi.Worker: concurrency, a
 // failure hook for the worker's own failures (the database's), an
 // observer, leadership... The worker sets backi.WithIdle from Poll; a
-// WithIdle here replaces it.
+// WithIdle here replaces it. backi.WithTimeout bounds a whole iteration, up
+// to 16 batches, and fails the run it cuts short: bound each run with
+// JobTimeout.
 func WorkerOptions(opts ...backi.Option) Option {
 	return func(c *consumer) error {
 		c.opts = append(c.opts, opts...)
@@ -206,21 +209,17 @@ func (c *consumer) configure(opts []Option) error {
 	return nil
 }
 
-// iterate is one turn of a loop of the worker: up to maxRounds batches on
-// one connection.
+// iterate is one turn of a loop of the worker: up to maxRounds batches. A
+// leased batch takes a connection of the pool only for its round trips, so
+// that its handlers may use the pool while it runs.
 func (c *consumer) iterate(ctx context.Context) error {
-	conn, err := c.q.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
-	}
-	defer conn.Release()
 	if c.held {
-		return c.iterateHeld(ctx, conn)
+		return c.iterateHeld(ctx)
 	}
-	if err := c.rescue(ctx, conn); err != nil {
+	if err := c.rescue(ctx); err != nil {
 		return err
 	}
-	jobs, err := c.exchange(ctx, conn, nil, nil, true)
+	jobs, err := c.exchange(ctx, nil, nil, true)
 	if err != nil {
 		return err
 	}
@@ -229,7 +228,7 @@ func (c *consumer) iterate(ctx context.Context) error {
 	}
 	for round := 1; ; round++ {
 		errs := c.runLeased(ctx, jobs)
-		if jobs, err = c.exchange(ctx, conn, jobs, errs, round < maxRounds); err != nil || len(jobs) == 0 {
+		if jobs, err = c.exchange(ctx, jobs, errs, round < maxRounds); err != nil || len(jobs) == 0 {
 			return err
 		}
 	}
@@ -250,8 +249,9 @@ RETURNING j.id, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.c
 // exchange records the outcomes errs of jobs and, if claim and ctx is not
 // done, claims the next batch, in one round trip, and returns the jobs
 // claimed. The round trip is not cut short by ctx, so that no outcome or
-// claim is lost to a stop: recordTimeout bounds it.
-func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job, errs []error, claim bool) ([]*Job, error) {
+// claim is lost to a stop: recordTimeout bounds it. Its statements run in
+// one implicit transaction: if one fails, none is recorded.
+func (c *consumer) exchange(ctx context.Context, jobs []*Job, errs []error, claim bool) ([]*Job, error) {
 	b := &pgx.Batch{}
 	c.queueOutcomes(b, jobs, errs)
 	claim = claim && ctx.Err() == nil
@@ -263,7 +263,26 @@ func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	br := conn.SendBatch(rctx, b)
+	next, err := c.send(rctx, b, claim)
+	if err != nil {
+		return nil, err
+	}
+	if len(next) > 0 && ctx.Err() != nil { // stopped meanwhile: give them back at once
+		released := make([]error, len(next))
+		for i := range released {
+			released[i] = errReleased
+		}
+		_, err := c.exchange(ctx, next, released, false)
+		return nil, err
+	}
+	return next, nil
+}
+
+// send sends b on a connection of the pool and, if claim, returns the jobs
+// that its last statement claimed. The connection is back in the pool when
+// it returns.
+func (c *consumer) send(ctx context.Context, b *pgx.Batch, claim bool) ([]*Job, error) {
+	br := c.q.pool.SendBatch(ctx, b)
 	defer br.Close()
 	records := b.Len()
 	if claim {
@@ -274,24 +293,18 @@ func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job
 			return nil, fmt.Errorf("pgqueue: %q: record outcomes (statement %d): %w", c.queue, i+1, err)
 		}
 	}
-	if !claim {
-		return nil, br.Close()
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
-	}
-	next, err := c.scan(rows)
-	if err != nil {
-		return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
-	}
-	if ctx.Err() != nil { // stopped meanwhile: give them back at once
-		released := make([]error, len(next))
-		for i := range released {
-			released[i] = errReleased
+	var next []*Job
+	if claim {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
 		}
-		_, err := c.exchange(ctx, conn, next, released, false)
-		return nil, err
+		if next, err = c.scan(rows); err != nil {
+			return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, fmt.Errorf("pgqueue: %q: record outcomes: %w", c.queue, err)
 	}
 	return next, nil
 }
@@ -324,8 +337,13 @@ var errReleased = errors.New("pgqueue: released")
 
 // runLeased runs jobs, extending their lease while they run.
 func (c *consumer) runLeased(ctx context.Context, jobs []*Job) []error {
-	hb := c.heartbeat(jobs)
-	defer hb.stop()
+	// The jobs keep their leases while they run, also once the worker
+	// stops: the extensions end with the runs, not with ctx.
+	ectx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { c.extend(ectx, jobs) })
+	defer wg.Wait()
+	defer stop()
 	return c.runAll(ctx, jobs)
 }
 
@@ -374,8 +392,11 @@ func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
 			err = &backi.PanicError{Value: p, Stack: debug.Stack()}
 		case !normal:
 			err = errGoexit
-		case err != nil && ctx.Err() != nil:
-			err = errReleased // cut short by the stop: not the job's failure
+		case err != nil && errors.Is(ctx.Err(), context.Canceled):
+			// Cut short by the stop: not the job's failure. The deadline
+			// of a backi.WithTimeout is the job's failure, or the job
+			// would be given back without end.
+			err = errReleased
 		}
 		err = c.endSavepoint(ctx, job, err)
 	}()
@@ -384,14 +405,22 @@ func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
 	return err
 }
 
+// errTxAborted is the outcome of a held job whose handler returned nil
+// after a statement of its transaction failed: its writes cannot commit.
+var errTxAborted = errors.New("pgqueue: a statement in the job's transaction failed, though the handler returned nil")
+
 // endSavepoint keeps the savepoint of job, if it has one, when err is nil,
-// and rolls it back otherwise; it returns the job's outcome.
+// and rolls it back otherwise, or when a statement in it failed, which
+// leaves the batch's transaction usable; it returns the job's outcome.
 func (c *consumer) endSavepoint(ctx context.Context, job *Job, err error) error {
 	if job.sp == nil {
 		return err
 	}
 	sp := job.sp
 	job.sp = nil
+	if err == nil && job.held.Conn().PgConn().TxStatus() == 'E' {
+		err = errTxAborted
+	}
 	if err != nil {
 		if rerr := sp.Rollback(context.WithoutCancel(ctx)); rerr != nil {
 			return errors.Join(err, fmt.Errorf("pgqueue: roll back the job's savepoint: %w", rerr))
@@ -514,28 +543,16 @@ WHERE state = 1 AND lease_until < now() AND queue = $1`
 
 // rescue puts back the jobs whose lease ran out, at most once a tenth of a
 // lease for the worker's loops together.
-func (c *consumer) rescue(ctx context.Context, conn *pgxpool.Conn) error {
+func (c *consumer) rescue(ctx context.Context) error {
 	now := time.Now().UnixNano()
 	last := c.rescued.Load()
 	if now-last < int64(c.lease/10) || !c.rescued.CompareAndSwap(last, now) {
 		return nil
 	}
-	if _, err := conn.Exec(ctx, fmt.Sprintf(rescueSQL, c.q.table), c.queue); err != nil {
+	if _, err := c.q.pool.Exec(ctx, fmt.Sprintf(rescueSQL, c.q.table), c.queue); err != nil {
 		return fmt.Errorf("pgqueue: %q: rescue expired leases: %w", c.queue, err)
 	}
 	return nil
-}
-
-// A heartbeat extends the lease of a batch's jobs every third of a lease,
-// on a connection of its own, while they run.
-type heartbeat struct {
-	c       *consumer
-	ids     []int64
-	tokens  []int64
-	mu      sync.Mutex
-	timer   *time.Timer
-	stopped bool
-	beating sync.WaitGroup
 }
 
 const extendSQL = `
@@ -543,43 +560,28 @@ UPDATE %[1]s AS j SET lease_until = now() + make_interval(secs => $3)
 FROM unnest($1::bigint[], $2::integer[]) AS l(id, token)
 WHERE j.id = l.id AND j.attempts = l.token AND j.state = 1`
 
-func (c *consumer) heartbeat(jobs []*Job) *heartbeat {
-	h := &heartbeat{c: c}
-	for _, j := range jobs {
-		h.ids, h.tokens = append(h.ids, j.ID), append(h.tokens, int64(j.owned))
+// extend extends the lease of jobs every third of a lease, on a connection
+// of the pool, until ctx is done.
+func (c *consumer) extend(ctx context.Context, jobs []*Job) {
+	ids, tokens := make([]int64, len(jobs)), make([]int64, len(jobs))
+	for i, j := range jobs {
+		ids[i], tokens[i] = j.ID, int64(j.owned)
 	}
-	h.timer = time.AfterFunc(c.lease/3, h.beat)
-	return h
-}
-
-func (h *heartbeat) beat() {
-	h.mu.Lock()
-	if h.stopped {
-		h.mu.Unlock()
-		return
+	t := time.NewTicker(c.lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		xctx, cancel := context.WithTimeout(ctx, c.lease/3)
+		_, err := c.q.pool.Exec(xctx, fmt.Sprintf(extendSQL, c.q.table), ids, tokens, c.lease.Seconds())
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			c.q.log.LogAttrs(ctx, slog.LevelError, "pgqueue: could not extend the jobs' lease", slog.String("queue", c.queue), slog.Any("err", err))
+		}
 	}
-	h.beating.Add(1)
-	h.mu.Unlock()
-	defer h.beating.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), h.c.lease/3)
-	defer cancel()
-	if _, err := h.c.q.pool.Exec(ctx, fmt.Sprintf(extendSQL, h.c.q.table), h.ids, h.tokens, h.c.lease.Seconds()); err != nil {
-		h.c.q.log.LogAttrs(ctx, slog.LevelError, "pgqueue: could not extend the jobs' lease", slog.String("queue", h.c.queue), slog.Any("err", err))
-	}
-	h.mu.Lock()
-	if !h.stopped {
-		h.timer.Reset(h.c.lease / 3)
-	}
-	h.mu.Unlock()
-}
-
-// stop ends the heartbeat, and waits for an extension in flight.
-func (h *heartbeat) stop() {
-	h.mu.Lock()
-	h.stopped = true
-	h.timer.Stop()
-	h.mu.Unlock()
-	h.beating.Wait()
 }
 
 // holdSQL locks up to $2 due jobs of queue $1 in the caller's transaction.
@@ -589,9 +591,9 @@ WHERE queue = $1 AND state = 0 AND run_at <= now()
 ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`
 
 // iterateHeld is iterate for a TransactionHeld worker: one batch, in one
-// transaction.
-func (c *consumer) iterateHeld(ctx context.Context, conn *pgxpool.Conn) (err error) {
-	tx, err := conn.Begin(ctx)
+// transaction, on a connection of the pool that it holds until the end.
+func (c *consumer) iterateHeld(ctx context.Context) (err error) {
+	tx, err := c.q.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
 	}
