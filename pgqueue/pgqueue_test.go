@@ -789,6 +789,13 @@ func TestStatsAndDeadJobs(t *testing.T) {
 	if n := count(t, pool, schema, 0); n != 4 {
 		t.Fatalf("%d pending jobs after the retry, want 4", n)
 	}
+	var attempts, maxAttempts int
+	if err := pool.QueryRow(ctx, `SELECT attempts, max_attempts FROM `+schema+`.backi_jobs WHERE id = $1`, dead[0].ID).Scan(&attempts, &maxAttempts); err != nil {
+		t.Fatal(err)
+	}
+	if attempts != 1 || maxAttempts != 2 {
+		t.Fatalf("after the retry: %d attempts of %d, want 1 of 2: the count goes on, with as many attempts again", attempts, maxAttempts)
+	}
 	if err := q.Discard(ctx, dead[0].ID); !errors.Is(err, pgqueue.ErrNotDead) {
 		t.Fatalf("discard of a pending job: %v", err)
 	}
@@ -800,6 +807,19 @@ func TestStatsAndDeadJobs(t *testing.T) {
 	}
 	if _, err := q.Dead(ctx, "b", 0); err == nil {
 		t.Fatal("Dead with limit 0: no error")
+	}
+	keyed, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "c", UniqueKey: "k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE `+schema+`.backi_jobs SET state = 2 WHERE id = $1`, keyed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "c", UniqueKey: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Retry(ctx, keyed.ID); !errors.Is(err, pgqueue.ErrUniqueKeyTaken) {
+		t.Fatalf("retry of a dead job whose key a pending job has: %v, want ErrUniqueKeyTaken", err)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Stats is what a queue holds at one moment.
@@ -96,23 +98,33 @@ func (q *Queue) Dead(ctx context.Context, queue string, limit int) ([]DeadJob, e
 	return out, nil
 }
 
+// ErrUniqueKeyTaken is wrapped by the error of Retry when a pending or
+// running job of the queue has the dead job's unique key.
+var ErrUniqueKeyTaken = errors.New("pgqueue: a pending or running job has the unique key")
+
 // ErrNotDead is returned by Retry and Discard for a job that is not dead
 // (or does not exist).
 var ErrNotDead = errors.New("pgqueue: no such dead job")
 
-// Retry puts the dead job id back to run now, with all its attempts again,
-// and wakes the queue's workers (through the listener).
+// Retry puts the dead job id back to run now, with as many attempts again
+// as it had (its attempts so far are kept: they are the lease's token), and
+// wakes the queue's workers (through the listener). It returns ErrNotDead
+// for a job that is not dead, and an error wrapping ErrUniqueKeyTaken when a
+// pending or running job of the queue has the dead job's unique key.
 func (q *Queue) Retry(ctx context.Context, id int64) error {
 	var queue string
 	err := q.pool.QueryRow(ctx, fmt.Sprintf(`
 		WITH r AS (
-			UPDATE %s SET state = 0, attempts = 0, run_at = now(), finished_at = NULL
+			UPDATE %s SET state = 0, max_attempts = least(attempts::bigint + max_attempts, 2147483647), run_at = now(), finished_at = NULL
 			WHERE id = $1 AND state = 2 RETURNING queue
 		)
 		SELECT queue FROM r, LATERAL (SELECT pg_notify('`+notifyChannel+`', r.queue)) AS n`, q.table), id).Scan(&queue)
 	if err != nil {
 		if isNoRows(err) {
 			return ErrNotDead
+		}
+		if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == "23505" { // unique_violation
+			return fmt.Errorf("pgqueue: retry job %d: %w", id, ErrUniqueKeyTaken)
 		}
 		return fmt.Errorf("pgqueue: retry job %d: %w", id, err)
 	}
