@@ -149,7 +149,7 @@ func (r *backiRunner) start(ctx context.Context, handle func(int)) (func() error
 		}
 		handle(a.N)
 		return nil
-	}, pgqueue.Batch(backiBatch), pgqueue.WorkerOptions(backi.WithConcurrency(backiLanes), backi.WithLogger(quiet)))
+	}, pgqueue.WithBatch(backiBatch), pgqueue.WithWorkerOptions(backi.WithConcurrency(backiLanes), backi.WithLogger(quiet)))
 	h := backi.NewHost(backi.WithSignals(), backi.WithLogger(quiet))
 	h.Add(r.q, w)
 	ctx, cancel := context.WithCancel(ctx)

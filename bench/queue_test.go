@@ -36,10 +36,10 @@ import (
 // every outcome recorded.
 //
 // runner=backi is one pgqueue.Worker of 4 loops (backi.WithConcurrency(4))
-// claiming up to 500 jobs at a time (Batch(500)), with the Queue run as a
-// service. On 2 cores, with 100,000 jobs and 4 loops, Batch(500) worked off
-// about 1.5 times as many jobs a second as the default Batch(100), with two
-// thirds of the server's CPU per job; Batch(1000) did no better. 2 and 4
+// claiming up to 500 jobs at a time (WithBatch(500)), with the Queue run as a
+// service. On 2 cores, with 100,000 jobs and 4 loops, WithBatch(500) worked off
+// about 1.5 times as many jobs a second as the default WithBatch(100), with two
+// thirds of the server's CPU per job; WithBatch(1000) did no better. 2 and 4
 // loops were within the noise of each other, 1 and 8 slower (1 with the
 // least server CPU); 4 kept the latency lower under a steady load
 // (BenchmarkQueueLatency).

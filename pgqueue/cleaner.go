@@ -16,7 +16,7 @@ const DefaultCleanEvery = time.Minute
 const cleanBatch = 10000
 
 // Cleaner returns a periodic worker, named "pgqueue cleaner", that deletes,
-// every DefaultCleanEvery, the done jobs (see KeepDone) older than keepDone
+// every DefaultCleanEvery, the done jobs (see WithKeepDone) older than keepDone
 // and, if keepDead is positive, the dead jobs older than keepDead. Run it on
 // one replica (backi.WithLeader, among opts), or on every one: the deletions
 // do not conflict. keepDone must not be negative.

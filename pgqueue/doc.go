@@ -33,11 +33,11 @@
 // It takes them in one of two ways:
 //
 //   - By lease (the default): a claimed job is the worker's until its lease
-//     ends (Lease), which the worker extends while the job runs. The jobs of a
+//     ends (WithLease), which the worker extends while the job runs. The jobs of a
 //     process that died or hung are taken again once their lease has run
 //     out. A handler that writes to the same database can make its effects
 //     happen once by deleting the job in its own transaction (Job.Complete).
-//   - Held by a transaction (TransactionHeld): a claimed job's row stays
+//   - Held by a transaction (WithTransactionHeld): a claimed job's row stays
 //     locked in an open transaction while it runs; the handler writes in that
 //     transaction (Job.Tx), and the job's deletion commits with its writes. A
 //     crash rolls all of it back. It costs a connection in a transaction for
@@ -54,5 +54,5 @@
 // backi.Service, and it listens on one connection for the whole process,
 // waking the idle workers of the queue named; without it, or when
 // notifications are lost (behind PgBouncer in transaction mode, say), idle
-// workers poll (Poll). Jobs enqueued to run later are found by polling.
+// workers poll (WithPoll). Jobs enqueued to run later are found by polling.
 package pgqueue

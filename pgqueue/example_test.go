@@ -48,7 +48,7 @@ func Example() {
 		fmt.Printf("sending %s, attempt %d\n", job.Payload, job.Attempt)
 		stop()
 		return nil
-	}, pgqueue.WorkerOptions(backi.WithLogger(slog.New(slog.DiscardHandler))))
+	}, pgqueue.WithWorkerOptions(backi.WithLogger(slog.New(slog.DiscardHandler))))
 	fmt.Println(w.Run(ctx))
 	// Output:
 	// sending {"to":"ada@example.com"}, attempt 1

@@ -22,7 +22,7 @@ type Job struct {
 	CreatedAt   time.Time
 
 	q     *Queue
-	held  pgx.Tx // the transaction that holds the job (TransactionHeld), else nil
+	held  pgx.Tx // the transaction that holds the job (WithTransactionHeld), else nil
 	sp    pgx.Tx // the job's savepoint in held, once Tx made it
 	owned int32  // the attempts count the claim set: the lease's token
 	done  bool   // Complete deleted the job
@@ -33,12 +33,12 @@ type Job struct {
 // deleted. Roll the transaction back.
 var ErrLeaseLost = errors.New("pgqueue: the job's lease was lost")
 
-// Tx returns the job's transaction, for a worker made with TransactionHeld:
+// Tx returns the job's transaction, for a worker made with WithTransactionHeld:
 // a savepoint of the transaction that holds the job's row locked, rolled
 // back if the handler fails and kept if it succeeds; the job's deletion
 // commits with it. The worker ends it when the handler returns: do not
 // commit or roll it back. A statement in it that failed fails the job, even
-// if the handler returns nil. Without TransactionHeld it returns an error.
+// if the handler returns nil. Without WithTransactionHeld it returns an error.
 func (j *Job) Tx(ctx context.Context) (pgx.Tx, error) {
 	if j.held == nil {
 		return nil, errors.New("pgqueue: Job.Tx: the worker is not TransactionHeld; open a transaction of your own and use Job.Complete")
@@ -58,7 +58,7 @@ func (j *Job) Tx(ctx context.Context) (pgx.Tx, error) {
 // happen once (if tx commits after the job's lease ran out, they may happen
 // again in another run, unless the handler keys them by the job's ID). It
 // returns ErrLeaseLost when the job is no longer this run's, and the handler
-// should then roll tx back. A TransactionHeld job completes in Job.Tx's
+// should then roll tx back. A WithTransactionHeld job completes in Job.Tx's
 // transaction, which commits with the batch; for any other, Complete
 // returns an error, as that transaction would wait for the job's row lock.
 func (j *Job) Complete(ctx context.Context, tx pgx.Tx) error {

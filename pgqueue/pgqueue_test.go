@@ -225,7 +225,7 @@ func TestWorkerDrainsTheQueue(t *testing.T) {
 		seen[string(j.Payload)]++
 		mu.Unlock()
 		return nil
-	}, pgqueue.WorkerOptions(backi.WithConcurrency(3)))
+	}, pgqueue.WithWorkerOptions(backi.WithConcurrency(3)))
 	run(t, w)
 	eventually(t, "the queue drained", func() bool { return count(t, pool, schema, -1) == 0 })
 	mu.Lock()
@@ -267,7 +267,7 @@ func TestJobsRunInPriorityOrder(t *testing.T) {
 		defer mu.Unlock()
 		order = append(order, string(j.Payload))
 		return nil
-	}, pgqueue.Batch(2))
+	}, pgqueue.WithBatch(2))
 	run(t, w)
 	want := "high high-second normal-earlier normal-later normal-latest low"
 	eventually(t, "the due jobs run", func() bool {
@@ -307,7 +307,7 @@ func TestFailuresRetryThenDie(t *testing.T) {
 			panic("bad payload")
 		}
 		return errors.New("downstream refuses")
-	}, pgqueue.Retry(backi.ConstantBackoff(20*time.Millisecond)), pgqueue.Poll(20*time.Millisecond))
+	}, pgqueue.WithRetryBackoff(backi.ConstantBackoff(20*time.Millisecond)), pgqueue.WithPoll(20*time.Millisecond))
 	run(t, w)
 	eventually(t, "two jobs dead, one done", func() bool { return count(t, pool, schema, 2) == 2 && count(t, pool, schema, -1) == 2 })
 	for job, want := range map[string]int{"fails twice": 3, "always": 3, "panics": 1} {
@@ -344,7 +344,7 @@ func TestGoexitFailsTheJobOnly(t *testing.T) {
 		}
 		ran.Add(1)
 		return nil
-	}, pgqueue.Batch(5), pgqueue.Poll(10*time.Millisecond))
+	}, pgqueue.WithBatch(5), pgqueue.WithPoll(10*time.Millisecond))
 	run(t, w)
 	eventually(t, "three jobs done, two dead", func() bool { return count(t, pool, schema, -1) == 2 && count(t, pool, schema, 2) == 2 })
 	if ran.Load() != 3 {
@@ -378,7 +378,7 @@ func TestSnoozeAndCancel(t *testing.T) {
 			return pgqueue.Snooze(10 * time.Millisecond)
 		}
 		return nil
-	}, pgqueue.Poll(10*time.Millisecond))
+	}, pgqueue.WithPoll(10*time.Millisecond))
 	run(t, w)
 	eventually(t, "snoozed job done, cancelled one dead", func() bool { return count(t, pool, schema, -1) == 1 && count(t, pool, schema, 2) == 1 })
 	if snoozes.Load() != 4 || lastAttempt.Load() != 1 {
@@ -416,7 +416,7 @@ func TestHandlersShareThePool(t *testing.T) {
 		}
 		_, err := small.Exec(ctx, `SELECT 1`)
 		return err
-	}, pgqueue.Batch(1), pgqueue.WorkerOptions(backi.WithConcurrency(2)))
+	}, pgqueue.WithBatch(1), pgqueue.WithWorkerOptions(backi.WithConcurrency(2)))
 	run(t, w)
 	eventually(t, "the queue drained", func() bool { return count(t, pool, schema, -1) == 0 })
 }
@@ -432,8 +432,8 @@ func TestIterationTimeoutCountsTheAttempt(t *testing.T) {
 	w := pgqueue.Worker(q, "slow", func(ctx context.Context, j *pgqueue.Job) error {
 		<-ctx.Done()
 		return ctx.Err()
-	}, pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.Poll(10*time.Millisecond),
-		pgqueue.WorkerOptions(backi.WithTimeout(50*time.Millisecond), backi.WithBackoff(backi.ConstantBackoff(10*time.Millisecond))))
+	}, pgqueue.WithRetryBackoff(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.WithPoll(10*time.Millisecond),
+		pgqueue.WithWorkerOptions(backi.WithTimeout(50*time.Millisecond), backi.WithBackoff(backi.ConstantBackoff(10*time.Millisecond))))
 	run(t, w)
 	eventually(t, "the job dead after its two attempts", func() bool { return count(t, pool, schema, 2) == 1 })
 }
@@ -458,8 +458,8 @@ func TestLeasesAreRescuedAndExtended(t *testing.T) {
 		}
 		return nil
 	}
-	a := pgqueue.Worker(q, "l", handler, pgqueue.Lease(time.Second), pgqueue.Batch(1), pgqueue.Poll(50*time.Millisecond))
-	b := pgqueue.Worker(q, "l", handler, pgqueue.Lease(time.Second), pgqueue.Batch(1), pgqueue.Poll(50*time.Millisecond))
+	a := pgqueue.Worker(q, "l", handler, pgqueue.WithLease(time.Second), pgqueue.WithBatch(1), pgqueue.WithPoll(50*time.Millisecond))
+	b := pgqueue.Worker(q, "l", handler, pgqueue.WithLease(time.Second), pgqueue.WithBatch(1), pgqueue.WithPoll(50*time.Millisecond))
 	run(t, a)
 	run(t, b)
 	eventually(t, "both jobs done", func() bool { return count(t, pool, schema, -1) == 0 })
@@ -493,7 +493,7 @@ func TestCompleteInTheHandlersTransaction(t *testing.T) {
 			}
 			return j.Complete(ctx, tx)
 		})
-	}, pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(7))
+	}, pgqueue.WithRetryBackoff(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.WithPoll(10*time.Millisecond), pgqueue.WithBatch(7))
 	run(t, w)
 	eventually(t, "every job done", func() bool { return count(t, pool, schema, -1) == 0 })
 	var sent int
@@ -532,7 +532,7 @@ func TestTransactionHeld(t *testing.T) {
 			return j.Complete(ctx, tx) // as the worker would
 		}
 		return nil
-	}, pgqueue.TransactionHeld(), pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(8))
+	}, pgqueue.WithTransactionHeld(), pgqueue.WithRetryBackoff(backi.ConstantBackoff(10*time.Millisecond)), pgqueue.WithPoll(10*time.Millisecond), pgqueue.WithBatch(8))
 	run(t, w)
 	eventually(t, "every job done or dead", func() bool { return count(t, pool, schema, -1) == count(t, pool, schema, 2) })
 	var effects, firsts, dead int
@@ -568,7 +568,7 @@ func TestTransactionHeldHandlerIgnoringAFailedStatement(t *testing.T) {
 			tx.Exec(ctx, `SELECT 1/0`) // the error is dropped
 		}
 		return nil
-	}, pgqueue.TransactionHeld(), pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(3))
+	}, pgqueue.WithTransactionHeld(), pgqueue.WithPoll(10*time.Millisecond), pgqueue.WithBatch(3))
 	run(t, w)
 	eventually(t, "two jobs done, one dead", func() bool { return count(t, pool, schema, -1) == 1 && count(t, pool, schema, 2) == 1 })
 	var payload, lastErr string
@@ -594,7 +594,7 @@ func TestTransactionHeldCompleteInAnotherTransaction(t *testing.T) {
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return j.Complete(ctx, tx) })
 		completed <- err
 		return err
-	}, pgqueue.TransactionHeld(), pgqueue.JobTimeout(5*time.Second), pgqueue.Poll(10*time.Millisecond))
+	}, pgqueue.WithTransactionHeld(), pgqueue.WithJobTimeout(5*time.Second), pgqueue.WithPoll(10*time.Millisecond))
 	run(t, w)
 	select {
 	case err := <-completed:
@@ -616,7 +616,7 @@ func TestNotificationsWakeIdleWorkers(t *testing.T) {
 	w := pgqueue.Worker(q, "fast", func(ctx context.Context, j *pgqueue.Job) error {
 		started <- struct{}{}
 		return nil
-	}, pgqueue.Poll(10*time.Second), pgqueue.WorkerOptions(backi.WithIdle(10*time.Second, 10*time.Second)))
+	}, pgqueue.WithPoll(10*time.Second), pgqueue.WithWorkerOptions(backi.WithIdle(10*time.Second, 10*time.Second)))
 	run(t, q, w)
 	for i := range 3 {
 		eventually(t, "the worker idle", func() bool { return w.Status().State == backi.StateIdle })
@@ -679,7 +679,7 @@ func TestStopDuringAClaimGivesTheJobsBack(t *testing.T) {
 	w := pgqueue.Worker(q, "s", func(context.Context, *pgqueue.Job) error {
 		ran.Add(1)
 		return nil
-	}, pgqueue.WorkerOptions(backi.WithLogger(quiet)))
+	}, pgqueue.WithWorkerOptions(backi.WithLogger(quiet)))
 	runCtx, stop := context.WithCancel(ctx)
 	tracer.stop.Store(&stop)
 	if err := w.Run(runCtx); err != nil {
@@ -731,11 +731,11 @@ func TestBadOptions(t *testing.T) {
 		w    *backi.Worker
 		want string
 	}{
-		{pgqueue.Worker(q, "x", h, pgqueue.Batch(0)), "Batch(0)"},
-		{pgqueue.Worker(q, "x", h, pgqueue.Lease(time.Millisecond)), "Lease(1ms)"},
-		{pgqueue.Worker(q, "x", h, pgqueue.JobTimeout(-1)), "JobTimeout(-1ns)"},
-		{pgqueue.Worker(q, "x", h, pgqueue.Retry(nil)), "Retry(nil)"},
-		{pgqueue.Worker(q, "x", h, pgqueue.Poll(0)), "Poll(0s)"},
+		{pgqueue.Worker(q, "x", h, pgqueue.WithBatch(0)), "Batch(0)"},
+		{pgqueue.Worker(q, "x", h, pgqueue.WithLease(time.Millisecond)), "Lease(1ms)"},
+		{pgqueue.Worker(q, "x", h, pgqueue.WithJobTimeout(-1)), "JobTimeout(-1ns)"},
+		{pgqueue.Worker(q, "x", h, pgqueue.WithRetryBackoff(nil)), "WithRetryBackoff(nil)"},
+		{pgqueue.Worker(q, "x", h, pgqueue.WithPoll(0)), "Poll(0s)"},
 		{pgqueue.Worker(q, "", h), "queue name is empty"},
 		{pgqueue.Worker(q, "x", nil), "handler is nil"},
 		{pgqueue.Worker(nil, "x", h), "queue is nil"},
@@ -759,7 +759,7 @@ func TestStatsAndDeadJobs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w := pgqueue.Worker(q, "b", func(context.Context, *pgqueue.Job) error { return errors.New("<b>no</b>") }, pgqueue.Poll(10*time.Millisecond))
+	w := pgqueue.Worker(q, "b", func(context.Context, *pgqueue.Job) error { return errors.New("<b>no</b>") }, pgqueue.WithPoll(10*time.Millisecond))
 	stop := run(t, w)
 	eventually(t, "the job of b dead", func() bool { return count(t, pool, schema, 2) == 1 })
 	stop()
@@ -873,7 +873,7 @@ func TestKeepDoneAndClean(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	w := pgqueue.Worker(q, "kept", func(context.Context, *pgqueue.Job) error { return nil }, pgqueue.KeepDone(), pgqueue.Poll(10*time.Millisecond))
+	w := pgqueue.Worker(q, "kept", func(context.Context, *pgqueue.Job) error { return nil }, pgqueue.WithKeepDone(), pgqueue.WithPoll(10*time.Millisecond))
 	stop := run(t, w)
 	eventually(t, "the job done and kept", func() bool { return count(t, pool, schema, 3) == 1 && count(t, pool, schema, -1) == 1 })
 	if e, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "kept", UniqueKey: "same"}); err != nil || e.Duplicate {

@@ -42,7 +42,7 @@ func replicaMain() bool {
 		}
 		time.Sleep(2 * time.Millisecond) // some work
 		return nil
-	}, pgqueue.Lease(time.Second), pgqueue.Batch(20), pgqueue.WorkerOptions(backi.WithConcurrency(2)))
+	}, pgqueue.WithLease(time.Second), pgqueue.WithBatch(20), pgqueue.WithWorkerOptions(backi.WithConcurrency(2)))
 	h := backi.NewHost(backi.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	h.Add(q, w)
 	fmt.Println("ready")

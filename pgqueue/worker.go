@@ -17,10 +17,10 @@ import (
 )
 
 // Handler runs one job. Its error fails the job, which runs again after the
-// worker's retry backoff (see Retry) until it has used its attempts, and is
+// worker's retry backoff (see WithRetryBackoff) until it has used its attempts, and is
 // then dead; Snooze and Cancel say otherwise. A panic fails the job too. ctx
 // ends when the worker stops (the job then runs again later, its attempt not
-// counted) or at the job's timeout (see JobTimeout).
+// counted) or at the job's timeout (see WithJobTimeout).
 type Handler func(ctx context.Context, job *Job) error
 
 // Defaults of the worker options.
@@ -30,80 +30,80 @@ const (
 	DefaultPoll  = time.Second
 )
 
-// An Option configures Worker.
-type Option func(*consumer) error
+// A WorkerOption configures Worker.
+type WorkerOption func(*consumer) error
 
-// Batch sets how many jobs one claim takes at most: 1 to 10,000,
+// WithBatch sets how many jobs one claim takes at most: 1 to 10,000,
 // DefaultBatch by default. The jobs of a batch run one after the other, on
 // one of the worker's loops; run more at once with
 // WorkerOptions(backi.WithConcurrency(n)).
-func Batch(n int) Option {
+func WithBatch(n int) WorkerOption {
 	return func(c *consumer) error {
 		if n < 1 || n > 10000 {
-			return fmt.Errorf("Batch(%d): need 1 to 10000", n)
+			return fmt.Errorf("WithBatch(%d): need 1 to 10000", n)
 		}
 		c.batch = n
 		return nil
 	}
 }
 
-// Lease sets how long a claimed job is this worker's before another may take
+// WithLease sets how long a claimed job is this worker's before another may take
 // it (its visibility timeout): at least a second, DefaultLease by default.
 // While the jobs of a batch run, the worker extends their lease every third
 // of it, so that only a stopped or hung process loses its jobs, which the
 // other workers then take again. A handler that hangs in a live process
-// keeps its job, and the jobs after it in its batch, until JobTimeout ends
-// it. Not for TransactionHeld workers.
-func Lease(d time.Duration) Option {
+// keeps its job, and the jobs after it in its batch, until WithJobTimeout ends
+// it. Not for WithTransactionHeld workers.
+func WithLease(d time.Duration) WorkerOption {
 	return func(c *consumer) error {
 		if d < time.Second {
-			return fmt.Errorf("Lease(%v): need at least 1s", d)
+			return fmt.Errorf("WithLease(%v): need at least 1s", d)
 		}
 		c.lease = d
 		return nil
 	}
 }
 
-// JobTimeout bounds each run of a job: its context ends after d, and the
+// WithJobTimeout bounds each run of a job: its context ends after d, and the
 // run fails if it does not return nil. d must be positive; by default a run
 // is not bounded.
-func JobTimeout(d time.Duration) Option {
+func WithJobTimeout(d time.Duration) WorkerOption {
 	return func(c *consumer) error {
 		if d <= 0 {
-			return fmt.Errorf("JobTimeout(%v): need a positive duration", d)
+			return fmt.Errorf("WithJobTimeout(%v): need a positive duration", d)
 		}
 		c.jobTimeout = d
 		return nil
 	}
 }
 
-// Retry sets the wait before a failed job runs again, by its attempt; by
+// WithRetryBackoff sets the wait before a failed job runs again, by its attempt; by
 // default backi.ExponentialBackoff(time.Second, time.Hour). b must not be nil.
-func Retry(b backi.Backoff) Option {
+func WithRetryBackoff(b backi.Backoff) WorkerOption {
 	return func(c *consumer) error {
 		if b == nil {
-			return errors.New("Retry(nil): backoff is nil")
+			return errors.New("WithRetryBackoff(nil): backoff is nil")
 		}
 		c.retry = b
 		return nil
 	}
 }
 
-// Poll sets the longest wait of an idle worker before it looks for jobs
+// WithPoll sets the longest wait of an idle worker before it looks for jobs
 // again: at least 10ms, DefaultPoll by default. With the Queue running as a
 // service, enqueues wake idle workers at once, and polling finds only what a
 // notification missed and jobs enqueued to run later.
-func Poll(d time.Duration) Option {
+func WithPoll(d time.Duration) WorkerOption {
 	return func(c *consumer) error {
 		if d < 10*time.Millisecond {
-			return fmt.Errorf("Poll(%v): need at least 10ms", d)
+			return fmt.Errorf("WithPoll(%v): need at least 10ms", d)
 		}
 		c.poll = d
 		return nil
 	}
 }
 
-// TransactionHeld makes the worker hold the jobs it claims with row locks in
+// WithTransactionHeld makes the worker hold the jobs it claims with row locks in
 // an open transaction, instead of a lease: the handler gets that
 // transaction (Job.Tx), and the jobs' deletion commits with what the
 // handlers wrote, so that their effects in the same database happen
@@ -112,30 +112,30 @@ func Poll(d time.Duration) Option {
 // a job that crashes the process runs again without end. Each of the
 // worker's loops holds a connection of the pool, in a transaction, while
 // its batch runs, so keep batches short and size the pool for them.
-func TransactionHeld() Option {
+func WithTransactionHeld() WorkerOption {
 	return func(c *consumer) error {
 		c.held = true
 		return nil
 	}
 }
 
-// KeepDone makes the worker keep the jobs it has done, in the state done,
+// WithKeepDone makes the worker keep the jobs it has done, in the state done,
 // instead of deleting them; a Cleaner deletes them after a while. Job.Complete
 // still deletes its job.
-func KeepDone() Option {
+func WithKeepDone() WorkerOption {
 	return func(c *consumer) error {
 		c.keepDone = true
 		return nil
 	}
 }
 
-// WorkerOptions passes options to the backi.Worker: concurrency, a
+// WithWorkerOptions passes options to the backi.Worker: concurrency, a
 // failure hook for the worker's own failures (the database's), an
-// observer, leadership... The worker sets backi.WithIdle from Poll; a
+// observer, leadership... The worker sets backi.WithIdle from WithPoll; a
 // WithIdle here replaces it. backi.WithTimeout bounds a whole iteration, up
 // to 16 batches, and fails the run it cuts short: bound each run with
-// JobTimeout.
-func WorkerOptions(opts ...backi.Option) Option {
+// WithJobTimeout.
+func WithWorkerOptions(opts ...backi.Option) WorkerOption {
 	return func(c *consumer) error {
 		c.opts = append(c.opts, opts...)
 		return nil
@@ -174,7 +174,7 @@ const recordTimeout = 5 * time.Second
 // backi.ErrNoWork. Delivery is at least once: a job whose run's outcome
 // was not recorded (the process died) runs again. The worker is named
 // "pgqueue:" + queue. An invalid option is reported by Run.
-func Worker(q *Queue, queue string, handler Handler, opts ...Option) *backi.Worker {
+func Worker(q *Queue, queue string, handler Handler, opts ...WorkerOption) *backi.Worker {
 	c := &consumer{q: q, queue: queue, handler: handler, batch: DefaultBatch, lease: DefaultLease, poll: DefaultPoll,
 		retry: backi.ExponentialBackoff(time.Second, time.Hour)}
 	err := c.configure(opts)
@@ -189,7 +189,7 @@ func Worker(q *Queue, queue string, handler Handler, opts ...Option) *backi.Work
 	return w
 }
 
-func (c *consumer) configure(opts []Option) error {
+func (c *consumer) configure(opts []WorkerOption) error {
 	switch {
 	case c.q == nil:
 		return errors.New("Worker(nil, ...): the queue is nil")
@@ -200,7 +200,7 @@ func (c *consumer) configure(opts []Option) error {
 	}
 	for _, o := range opts {
 		if o == nil {
-			return fmt.Errorf("Worker(%q): a nil Option", c.queue)
+			return fmt.Errorf("Worker(%q): a nil WorkerOption", c.queue)
 		}
 		if err := o(c); err != nil {
 			return fmt.Errorf("Worker(%q): %w", c.queue, err)
@@ -439,7 +439,7 @@ const (
 	stateDead    = 2
 )
 
-// keptSQL marks jobs done, by id and lease token, for KeepDone.
+// keptSQL marks jobs done, by id and lease token, for WithKeepDone.
 const keptSQL = `
 UPDATE %[1]s AS j SET state = 3, finished_at = now(), lease_until = NULL
 FROM unnest($1::bigint[], $2::integer[]) AS d(id, token)
@@ -590,7 +590,7 @@ SELECT id, payload, attempts, max_attempts, priority, run_at, created_at FROM %[
 WHERE queue = $1 AND state = 0 AND run_at <= now()
 ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`
 
-// iterateHeld is iterate for a TransactionHeld worker: one batch, in one
+// iterateHeld is iterate for a WithTransactionHeld worker: one batch, in one
 // transaction, on a connection of the pool that it holds until the end.
 func (c *consumer) iterateHeld(ctx context.Context) (err error) {
 	tx, err := c.q.pool.Begin(ctx)

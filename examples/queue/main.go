@@ -113,8 +113,8 @@ func run(addr, schema string, log *slog.Logger) error {
 	host.Add(
 		backi.HTTPServer(&http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}),
 		q, // listens for new jobs, and wakes the workers
-		pgqueue.Worker(q, "receipts", send, pgqueue.Batch(20), pgqueue.Lease(5*time.Second),
-			pgqueue.WorkerOptions(backi.WithConcurrency(2))),
+		pgqueue.Worker(q, "receipts", send, pgqueue.WithBatch(20), pgqueue.WithLease(5*time.Second),
+			pgqueue.WithWorkerOptions(backi.WithConcurrency(2))),
 	)
 	log.Info("taking orders", "addr", addr)
 	if err := host.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
