@@ -90,8 +90,8 @@ func TestControlPausesResumesAndRuns(t *testing.T) {
 
 		code, ans, _ = post(t, c, "/workers/mailer/run")
 		synctest.Wait()
-		if code != 200 || ans.Worker.State != "idle" || *turns != 3 {
-			t.Fatalf("run: %d %+v after %d turns, want a third turn", code, ans, *turns)
+		if code != 200 || ans.Worker == nil || ans.Worker.Paused || *turns != 3 || w.Status().State != backi.StateIdle {
+			t.Fatalf("run: %d %+v after %d turns, want a third turn, then idle", code, ans, *turns)
 		}
 	})
 }
