@@ -173,7 +173,9 @@ const recordTimeout = 5 * time.Second
 // round trip, for up to 16 batches; with no job due it returns
 // backi.ErrNoWork. Delivery is at least once: a job whose run's outcome
 // was not recorded (the process died) runs again. The worker is named
-// "pgqueue:" + queue. An invalid option is reported by Run.
+// "pgqueue:" + queue, or "pgqueue:" + schema + "." + queue for a queue in a
+// schema other than DefaultSchema, so that one host can run the workers of
+// two schemas. An invalid option is reported by Run.
 func Worker(q *Queue, queue string, handler Handler, opts ...WorkerOption) *backi.Worker {
 	c := &consumer{q: q, queue: queue, handler: handler, batch: DefaultBatch, lease: DefaultLease, poll: DefaultPoll,
 		retry: backi.ExponentialBackoff(time.Second, time.Hour)}
@@ -182,7 +184,11 @@ func Worker(q *Queue, queue string, handler Handler, opts ...WorkerOption) *back
 	if err != nil {
 		bopts = append(bopts, backi.Invalid(fmt.Errorf("pgqueue: %w", err)))
 	}
-	w := backi.Loop("pgqueue:"+queue, c.iterate, bopts...)
+	name := "pgqueue:" + queue
+	if q != nil && q.name != DefaultSchema {
+		name = "pgqueue:" + q.name + "." + queue
+	}
+	w := backi.Loop(name, c.iterate, bopts...)
 	if q != nil && err == nil {
 		q.register(queue, w)
 	}
