@@ -1,0 +1,102 @@
+package pgqueue_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/backi-go/backi/internal/pgtest"
+	"github.com/backi-go/backi/pgqueue"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// setupOn is setup on the server at url, with params added to the pool's
+// connection string (pool_max_conns=1, say).
+func setupOn(t *testing.T, url, params string) (*pgqueue.Queue, *pgxpool.Pool, string) {
+	t.Helper()
+	if params != "" {
+		sep := "?"
+		if strings.Contains(url, "?") {
+			sep = "&"
+		}
+		url += sep + params
+	}
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := fmt.Sprintf("pgqueue_test_%d", rand.Uint32())
+	t.Cleanup(func() {
+		pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`)
+		pool.Close()
+	})
+	q, err := pgqueue.New(pool, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return q, pool, schema
+}
+
+// newPool is a pool of the test's own on url, closed at the test's end.
+func newPool(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// enqueueN enqueues n jobs to queue, their payloads 0 to n-1.
+func enqueueN(t *testing.T, q *pgqueue.Queue, db pgqueue.DB, queue string, n int) {
+	t.Helper()
+	jobs := make([]pgqueue.NewJob, n)
+	for i := range jobs {
+		jobs[i] = pgqueue.NewJob{Queue: queue, Payload: []byte(fmt.Sprint(i))}
+	}
+	if _, err := q.EnqueueMany(context.Background(), db, jobs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// within waits up to d for cond.
+func within(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A job that outlasts its lease on a pool of one connection: its heartbeat
+// waits for a connection while the job runs, and must not race with the
+// start of the batch (run with -race).
+func TestHeartbeatOnAPoolOfOne(t *testing.T) {
+	q, pool, schema := setupOn(t, pgtest.URL(t), "pool_max_conns=1")
+	if _, err := q.Enqueue(context.Background(), pool, pgqueue.NewJob{Queue: "long"}); err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int32
+	w := pgqueue.Worker(q, "long", func(ctx context.Context, j *pgqueue.Job) error {
+		runs.Add(1)
+		time.Sleep(1500 * time.Millisecond)
+		return nil
+	}, pgqueue.Lease(time.Second), pgqueue.Poll(20*time.Millisecond))
+	run(t, w)
+	watch := newPool(t, pgtest.URL(t))
+	within(t, 10*time.Second, "the job done", func() bool { return count(t, watch, schema, -1) == 0 })
+	if runs.Load() != 1 {
+		t.Fatalf("%d runs", runs.Load())
+	}
+}
