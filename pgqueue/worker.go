@@ -525,7 +525,9 @@ func (c *consumer) heartbeat(jobs []*Job) *heartbeat {
 	for _, j := range jobs {
 		h.ids, h.tokens = append(h.ids, j.ID), append(h.tokens, int64(j.owned))
 	}
+	h.mu.Lock() // beat reads the timer under the lock
 	h.timer = time.AfterFunc(c.lease/3, h.beat)
+	h.mu.Unlock()
 	return h
 }
 
