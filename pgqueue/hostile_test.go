@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/internal/pgtest"
 	"github.com/backi-go/backi/pgqueue"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -98,5 +99,57 @@ func TestHeartbeatOnAPoolOfOne(t *testing.T) {
 	within(t, 10*time.Second, "the job done", func() bool { return count(t, watch, schema, -1) == 0 })
 	if runs.Load() != 1 {
 		t.Fatalf("%d runs", runs.Load())
+	}
+}
+
+// A handler that writes with the queue's pool must not hang the worker when
+// its loops are as many as the pool's connections (pgxpool's default is 4,
+// or the number of CPUs): each loop held a connection while its handlers ran.
+func TestHandlersMayUseThePool(t *testing.T) {
+	q, pool, schema := setup(t)
+	loops := int(pool.Config().MaxConns)
+	enqueueN(t, q, pool, "p", 3*loops)
+	w := pgqueue.Worker(q, "p", func(ctx context.Context, j *pgqueue.Job) error {
+		_, err := pool.Exec(ctx, `SELECT 1`)
+		return err
+	}, pgqueue.Poll(10*time.Millisecond), pgqueue.Batch(1), pgqueue.WorkerOptions(backi.WithConcurrency(loops)))
+	run(t, w)
+	watch := newPool(t, pgtest.URL(t)) // the queue's pool may be exhausted
+	within(t, 5*time.Second, "the queue drained", func() bool { return count(t, watch, schema, -1) == 0 })
+}
+
+// A job that outlasts its lease keeps it while it runs, also when the
+// worker's pool is busy: another replica must not run it at the same time.
+func TestABusyPoolKeepsTheLease(t *testing.T) {
+	url := pgtest.URL(t)
+	q, pool, schema := setupOn(t, url, "pool_max_conns=1")
+	other := newPool(t, url)
+	q2, err := pgqueue.New(other, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(context.Background(), pool, pgqueue.NewJob{Queue: "long"}); err != nil {
+		t.Fatal(err)
+	}
+	var running, runs, overlaps atomic.Int32
+	handler := func(ctx context.Context, j *pgqueue.Job) error {
+		runs.Add(1)
+		if running.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		defer running.Add(-1)
+		time.Sleep(3 * time.Second)
+		return nil
+	}
+	a := pgqueue.Worker(q, "long", handler, pgqueue.Lease(time.Second), pgqueue.Poll(20*time.Millisecond))
+	stopA := run(t, a)
+	within(t, 5*time.Second, "the job started", func() bool { return runs.Load() == 1 })
+	b := pgqueue.Worker(q2, "long", handler, pgqueue.Lease(time.Second), pgqueue.Poll(20*time.Millisecond))
+	stopB := run(t, b)
+	within(t, 10*time.Second, "the job done", func() bool { return count(t, other, schema, -1) == 0 })
+	stopA()
+	stopB()
+	if runs.Load() != 1 || overlaps.Load() != 0 {
+		t.Fatalf("%d runs, %d at once with another: the running job lost its lease", runs.Load(), overlaps.Load())
 	}
 }
