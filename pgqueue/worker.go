@@ -195,21 +195,24 @@ func (c *consumer) configure(opts []Option) error {
 	return nil
 }
 
-// iterate is one turn of a loop of the worker: up to maxRounds batches on
-// one connection.
+// iterate is one turn of a loop of the worker: up to maxRounds batches. A
+// leased batch's connection goes back to the pool while its jobs run, for
+// the handlers and the heartbeat to use.
 func (c *consumer) iterate(ctx context.Context) error {
 	conn, err := c.q.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
 	}
-	defer conn.Release()
 	if c.held {
+		defer conn.Release()
 		return c.iterateHeld(ctx, conn)
 	}
 	if err := c.rescue(ctx, conn); err != nil {
+		conn.Release()
 		return err
 	}
 	jobs, err := c.exchange(ctx, conn, nil, nil, true)
+	conn.Release()
 	if err != nil {
 		return err
 	}
@@ -217,11 +220,30 @@ func (c *consumer) iterate(ctx context.Context) error {
 		return backi.ErrNoWork
 	}
 	for round := 1; ; round++ {
-		errs := c.runLeased(ctx, jobs)
-		if jobs, err = c.exchange(ctx, conn, jobs, errs, round < maxRounds); err != nil || len(jobs) == 0 {
+		errs, conn, err := c.runLeased(ctx, jobs)
+		if err != nil {
+			return err
+		}
+		jobs, err = c.exchange(ctx, conn, jobs, errs, round < maxRounds)
+		conn.Release()
+		if err != nil || len(jobs) == 0 {
 			return err
 		}
 	}
+}
+
+// acquire takes a connection to record outcomes with: it waits as long as
+// the worker runs, and recordTimeout at most once it stops.
+func (c *consumer) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	if ctx.Err() == nil {
+		conn, err := c.q.pool.Acquire(ctx)
+		if err == nil || ctx.Err() == nil {
+			return conn, err
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return c.q.pool.Acquire(rctx)
 }
 
 // claimSQL leases up to $2 due jobs of queue $1 for $3 seconds.
@@ -309,11 +331,17 @@ func (c *consumer) scan(rows pgx.Rows) ([]*Job, error) {
 // the worker's stop cut short: it is put back, its attempt not counted.
 var errReleased = errors.New("pgqueue: released")
 
-// runLeased runs jobs, extending their lease while they run.
-func (c *consumer) runLeased(ctx context.Context, jobs []*Job) []error {
+// runLeased runs jobs, extending their lease while they run, and until it
+// has a connection to record their outcomes with, which it returns.
+func (c *consumer) runLeased(ctx context.Context, jobs []*Job) ([]error, *pgxpool.Conn, error) {
 	hb := c.heartbeat(jobs)
 	defer hb.stop()
-	return c.runAll(ctx, jobs)
+	errs := c.runAll(ctx, jobs)
+	conn, err := c.acquire(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pgqueue: %q: record outcomes: %w", c.queue, err)
+	}
+	return errs, conn, nil
 }
 
 // runAll runs the handler for each job, one after the other, on a goroutine
