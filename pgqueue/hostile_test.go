@@ -2,6 +2,7 @@ package pgqueue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -151,5 +152,93 @@ func TestABusyPoolKeepsTheLease(t *testing.T) {
 	stopB()
 	if runs.Load() != 1 || overlaps.Load() != 0 {
 		t.Fatalf("%d runs, %d at once with another: the running job lost its lease", runs.Load(), overlaps.Load())
+	}
+}
+
+type unwrapPanics struct{}
+
+func (unwrapPanics) Error() string { return "its Unwrap panics" }
+func (unwrapPanics) Unwrap() error { panic("Unwrap") }
+
+type errorPanicsWithItself struct{}
+
+func (e *errorPanicsWithItself) Error() string { panic(e) }
+
+type unwrapsItself struct{}
+
+func (e *unwrapsItself) Error() string { return "it unwraps to itself" }
+func (e *unwrapsItself) Unwrap() error { return e }
+
+// A handler's error whose methods panic or never end fails its job only:
+// the outcomes of the batch's other jobs are recorded, and the worker does
+// not spin.
+func TestHostileHandlerErrors(t *testing.T) {
+	url := pgtest.URL(t)
+	for _, c := range []struct {
+		name string
+		bad  func() error
+	}{
+		{"UnwrapPanics", func() error { return unwrapPanics{} }},
+		{"ErrorPanicsWithItself", func() error { return &errorPanicsWithItself{} }},
+		{"PanicWithAnErrorWhoseUnwrapPanics", func() error { panic(unwrapPanics{}) }},
+		{"CancelOfAnErrorWhoseErrorPanics", func() error { return pgqueue.Cancel(&errorPanicsWithItself{}) }},
+		{"UnwrapsToItself", func() error { return &unwrapsItself{} }},
+		{"JoinedWithItself", func() error { return errors.Join(&unwrapsItself{}, errors.New("x")) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := context.Background()
+			// Not setup: should the worker spin, holding a connection,
+			// closing the pool would hang the test.
+			pool, err := pgxpool.New(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			schema := fmt.Sprintf("pgqueue_test_%d", rand.Uint32())
+			q, err := pgqueue.New(pool, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			watch := newPool(t, url)
+			defer watch.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`)
+			for i := range 5 {
+				if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "e", Payload: []byte(fmt.Sprint(i)), MaxAttempts: 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w := pgqueue.Worker(q, "e", func(ctx context.Context, j *pgqueue.Job) error {
+				if string(j.Payload) == "2" {
+					return c.bad()
+				}
+				return nil
+			}, pgqueue.Poll(10*time.Millisecond), pgqueue.Lease(time.Hour), pgqueue.WorkerOptions(backi.WithLogger(quiet)))
+			wctx, cancel := context.WithCancel(ctx)
+			stopped := make(chan error, 1)
+			go func() { stopped <- w.Run(wctx) }()
+			deadline := time.Now().Add(3 * time.Second)
+			for count(t, watch, schema, -1) != 1 || count(t, watch, schema, 2) != 1 {
+				if time.Now().After(deadline) {
+					cancel()
+					t.Fatalf("the good jobs not done and the bad one not dead within 3s: %d jobs, %d dead; worker: %+v",
+						count(t, watch, schema, -1), count(t, watch, schema, 2), w.Status())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			if err := <-stopped; err != nil {
+				t.Fatal(err)
+			}
+			pool.Close()
+			if s := w.Status(); s.Failures != 0 {
+				t.Fatalf("the bad job failed the worker: %v", s.LastError)
+			}
+			var text string
+			if err := watch.QueryRow(ctx, `SELECT last_error FROM `+schema+`.backi_jobs`).Scan(&text); err != nil || text == "" {
+				t.Fatalf("the dead job's error %q, %v", text, err)
+			}
+			t.Logf("last error: %.80q", text)
+		})
 	}
 }
