@@ -480,22 +480,88 @@ func (c *consumer) queueOutcomes(b *pgx.Batch, jobs []*Job, errs []error) {
 // that a held job's claim did not count), and the error to keep (nil to
 // keep the last one).
 func (c *consumer) settle(job *Job, err error, bump int) (state int16, wait time.Duration, refund int64, text *string) {
-	var sn *snooze
-	var cl *cancelled
+	r := read(err)
 	switch {
-	case errors.Is(err, errReleased):
+	case r.released:
 		return statePending, 0, 1, nil
-	case errors.As(err, &sn):
-		return statePending, max(sn.d, 0), 1, nil
+	case r.snoozed != nil:
+		return statePending, max(r.snoozed.d, 0), 1, nil
 	}
-	msg := fmt.Sprint(err) // fmt contains a panicking Error method
-	if pe, ok := errors.AsType[*backi.PanicError](err); ok {
-		msg += "\n" + string(pe.Stack)
+	msg := errorText(err)
+	if r.panicked != nil {
+		msg += "\n" + string(r.panicked.Stack)
 	}
-	if errors.As(err, &cl) || job.Attempt >= job.MaxAttempts {
+	if r.cancelled || job.Attempt >= job.MaxAttempts {
 		return stateDead, 0, 0, &msg
 	}
 	return statePending, c.retryWait(job.Attempt), 0, &msg
+}
+
+// reading is what a handler's error says of its job's outcome.
+type reading struct {
+	released  bool
+	snoozed   *snooze // the first found
+	cancelled bool
+	panicked  *backi.PanicError // the first found
+}
+
+// maxErrorNodes bounds the errors that read visits in one error's tree.
+const maxErrorNodes = 100
+
+// read finds in err's tree what settle needs, as errors.Is and errors.As
+// would, but by type alone (calling no Is or As method), and containing
+// the tree's Unwrap methods: one that panics hides what lies below it, and
+// no more than maxErrorNodes errors are visited, should Unwrap return its
+// receiver.
+func read(err error) (r reading) {
+	budget := maxErrorNodes
+	defer func() { recover() }() // an Unwrap panicked: r holds what was found
+	var walk func(err error)
+	walk = func(err error) {
+		for err != nil && budget > 0 {
+			budget--
+			if err == errReleased {
+				r.released = true
+			}
+			switch e := err.(type) {
+			case *snooze:
+				if r.snoozed == nil {
+					r.snoozed = e
+				}
+			case *cancelled:
+				r.cancelled = true
+			case *backi.PanicError:
+				if r.panicked == nil {
+					r.panicked = e
+				}
+			}
+			switch u := err.(type) {
+			case interface{ Unwrap() error }:
+				err = u.Unwrap()
+			case interface{ Unwrap() []error }:
+				for _, e := range u.Unwrap() {
+					walk(e)
+				}
+				return
+			default:
+				return
+			}
+		}
+	}
+	walk(err)
+	return r
+}
+
+// errorText returns err's text as fmt prints it or, should that panic (fmt
+// does not contain an Error method that panics with its receiver), a
+// description of err's type.
+func errorText(err error) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = fmt.Sprintf("%T (its Error method panics)", err)
+		}
+	}()
+	return fmt.Sprint(err)
 }
 
 // retryWait asks the retry backoff for the wait after the failure of
