@@ -13,6 +13,7 @@ import (
 	"github.com/backi-go/backi"
 	"github.com/backi-go/backi/internal/pgtest"
 	"github.com/backi-go/backi/pgqueue"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -240,5 +241,56 @@ func TestHostileHandlerErrors(t *testing.T) {
 			}
 			t.Logf("last error: %.80q", text)
 		})
+	}
+}
+
+// A run that hung past its lease ends after the job was rescued, retried
+// by an operator and taken by another run: its late outcome must not touch
+// the new run's job, which would otherwise end dead under a successful run.
+func TestLateOutcomeAfterRetry(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	e, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "t", MaxAttempts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var running, runs atomic.Int32
+	firstIn, firstOut, secondIn := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	w := pgqueue.Worker(q, "t", func(ctx context.Context, j *pgqueue.Job) error {
+		n := runs.Add(1)
+		running.Add(1)
+		defer running.Add(-1)
+		switch n {
+		case 1:
+			close(firstIn)
+			<-firstOut
+			return errors.New("the hung run fails at last")
+		case 2:
+			close(secondIn)
+			time.Sleep(500 * time.Millisecond)
+		}
+		return nil
+	}, pgqueue.Poll(10*time.Millisecond), pgqueue.WorkerOptions(backi.WithConcurrency(2)))
+	run(t, w)
+	<-firstIn
+	// The first run's process hangs past its lease, so that the job is
+	// rescued and ends dead, its one attempt used (as rescueSQL does), and
+	// an operator retries it.
+	if _, err := pool.Exec(ctx, `UPDATE `+schema+`.backi_jobs SET state = 2, lease_until = NULL, finished_at = now() WHERE id = $1`, e.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Retry(ctx, e.ID); err != nil {
+		t.Fatal(err)
+	}
+	<-secondIn
+	close(firstOut) // the hung run ends while the second runs
+	within(t, 5*time.Second, "the second run done", func() bool { return running.Load() == 0 && runs.Load() == 2 })
+	time.Sleep(100 * time.Millisecond)
+	var state int
+	if err := pool.QueryRow(ctx, `SELECT state FROM `+schema+`.backi_jobs`).Scan(&state); !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatalf("the job is left in state %d (%v) after its retried run succeeded", state, err)
+	}
+	if runs.Load() != 2 {
+		t.Fatalf("%d runs, want the hung one and the retried one", runs.Load())
 	}
 }
