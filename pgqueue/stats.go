@@ -100,13 +100,17 @@ func (q *Queue) Dead(ctx context.Context, queue string, limit int) ([]DeadJob, e
 // (or does not exist).
 var ErrNotDead = errors.New("pgqueue: no such dead job")
 
-// Retry puts the dead job id back to run now, with all its attempts again,
-// and wakes the queue's workers (through the listener).
+// Retry puts the dead job id back to run now, with as many attempts again
+// as it was given, and wakes the queue's workers (through the listener).
+// Its attempts count on from the runs it had (Job.Attempt), and its
+// MaxAttempts grows by as many, so that a run that hung past its lease and
+// ends late cannot take a later run's job for its own.
 func (q *Queue) Retry(ctx context.Context, id int64) error {
 	var queue string
 	err := q.pool.QueryRow(ctx, fmt.Sprintf(`
 		WITH r AS (
-			UPDATE %s SET state = 0, attempts = 0, run_at = now(), finished_at = NULL
+			UPDATE %s SET state = 0, max_attempts = least(attempts::bigint + max_attempts, 2147483647),
+				run_at = now(), finished_at = NULL
 			WHERE id = $1 AND state = 2 RETURNING queue
 		)
 		SELECT queue FROM r, LATERAL (SELECT pg_notify('`+notifyChannel+`', r.queue)) AS n`, q.table), id).Scan(&queue)
