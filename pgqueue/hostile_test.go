@@ -294,3 +294,41 @@ func TestLateOutcomeAfterRetry(t *testing.T) {
 		t.Fatalf("%d runs, want the hung one and the retried one", runs.Load())
 	}
 }
+
+// Migrate needs no privilege beyond those of the schema: a role that owns
+// the schema, without CREATE on the database, can run it.
+func TestMigrateWithTheSchemasPrivilegesOnly(t *testing.T) {
+	url := pgtest.URL(t)
+	ctx := context.Background()
+	admin := newPool(t, url)
+	role := fmt.Sprintf("pgqueue_test_role_%d", rand.Uint32())
+	schema := role + "_schema"
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+role+` LOGIN; CREATE SCHEMA `+schema+` AUTHORIZATION `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE; DROP ROLE `+role); err != nil {
+			t.Error(err)
+		}
+	})
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.User = role
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	q, err := pgqueue.New(pool, pgqueue.WithSchema(schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "m"}); err != nil {
+		t.Fatal(err)
+	}
+}
