@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
@@ -330,5 +331,23 @@ func TestMigrateWithTheSchemasPrivilegesOnly(t *testing.T) {
 	}
 	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "m"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Enqueue and EnqueueMany take the same jobs: a MaxAttempts beyond the
+// column's range, which EnqueueMany caps, must not fail Enqueue.
+func TestEnqueueHugeMaxAttempts(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	job := pgqueue.NewJob{Queue: "m", MaxAttempts: math.MaxInt32 + 1}
+	if _, err := q.EnqueueMany(ctx, pool, []pgqueue.NewJob{job}); err != nil {
+		t.Fatalf("EnqueueMany: %v", err)
+	}
+	if _, err := q.Enqueue(ctx, pool, job); err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.backi_jobs WHERE max_attempts = $1`, math.MaxInt32).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d jobs with the largest MaxAttempts, want 2: %v", n, err)
 	}
 }
