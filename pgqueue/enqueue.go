@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,7 +32,7 @@ type NewJob struct {
 	// then in the order enqueued.
 	Priority int16
 	// MaxAttempts is how many times the job may run before it is dead;
-	// DefaultMaxAttempts if zero.
+	// DefaultMaxAttempts if zero, and at most 2^31-1 (more counts as that).
 	MaxAttempts int
 	// UniqueKey, if not empty, makes the enqueue a no-op while a pending or
 	// running job of the queue has the same key.
@@ -48,6 +49,7 @@ func (j *NewJob) check() error {
 	if j.MaxAttempts == 0 {
 		j.MaxAttempts = DefaultMaxAttempts
 	}
+	j.MaxAttempts = min(j.MaxAttempts, math.MaxInt32) // the column's range
 	if j.Payload == nil {
 		j.Payload = []byte{}
 	}
@@ -148,7 +150,7 @@ func (q *Queue) EnqueueMany(ctx context.Context, db DB, jobs []NewJob) (int, err
 		if err := j.check(); err != nil {
 			return 0, fmt.Errorf("job %d: %w", i, err)
 		}
-		queues[i], payloads[i], priorities[i], maxAttempts[i] = j.Queue, j.Payload, j.Priority, int32(min(j.MaxAttempts, 1<<31-1))
+		queues[i], payloads[i], priorities[i], maxAttempts[i] = j.Queue, j.Payload, j.Priority, int32(j.MaxAttempts)
 		runAts[i], keys[i] = j.args()
 	}
 	var added, notified int64
