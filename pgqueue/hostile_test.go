@@ -351,3 +351,34 @@ func TestEnqueueHugeMaxAttempts(t *testing.T) {
 		t.Fatalf("%d jobs with the largest MaxAttempts, want 2: %v", n, err)
 	}
 }
+
+// On a TransactionHeld worker, Job.Complete with a transaction other than
+// the job's (Job.Tx) waits for the row lock that the job's own transaction
+// holds, for as long as the handler's context lasts: it must fail at once.
+func TestHeldCompleteWithAnotherTransaction(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "h", MaxAttempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		err  error
+		took time.Duration
+	}
+	res := make(chan result, 1)
+	w := pgqueue.Worker(q, "h", func(ctx context.Context, j *pgqueue.Job) error {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		began := time.Now()
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return j.Complete(ctx, tx) })
+		res <- result{err, time.Since(began)}
+		return err
+	}, pgqueue.TransactionHeld(), pgqueue.Poll(10*time.Millisecond))
+	run(t, w)
+	r := <-res
+	if r.err == nil || r.took > time.Second {
+		t.Fatalf("Complete with another transaction: %v after %v", r.err, r.took)
+	}
+	t.Logf("Complete: %v", r.err)
+	within(t, 5*time.Second, "the job dead", func() bool { return count(t, pool, schema, 2) == 1 })
+}
