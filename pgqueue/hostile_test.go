@@ -382,3 +382,25 @@ func TestHeldCompleteWithAnotherTransaction(t *testing.T) {
 	t.Logf("Complete: %v", r.err)
 	within(t, 5*time.Second, "the job dead", func() bool { return count(t, pool, schema, 2) == 1 })
 }
+
+// On a TransactionHeld worker, Job.Complete with the job's own transaction
+// completes it.
+func TestHeldCompleteWithTheJobsTransaction(t *testing.T) {
+	q, pool, schema := setup(t)
+	enqueueN(t, q, pool, "h", 5)
+	w := pgqueue.Worker(q, "h", func(ctx context.Context, j *pgqueue.Job) error {
+		tx, err := j.Tx(ctx)
+		if err != nil {
+			return err
+		}
+		if err := j.Complete(ctx, tx); err != nil {
+			return err
+		}
+		if string(j.Payload) == "3" && j.Attempt == 1 {
+			return errors.New("rolls the completion back")
+		}
+		return nil
+	}, pgqueue.TransactionHeld(), pgqueue.Poll(10*time.Millisecond), pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)))
+	run(t, w)
+	within(t, 5*time.Second, "every job done", func() bool { return count(t, pool, schema, -1) == 0 })
+}

@@ -56,11 +56,15 @@ func (j *Job) Tx(ctx context.Context) (pgx.Tx, error) {
 // happen once (if tx commits after the job's lease ran out, they may happen
 // again in another run, unless the handler keys them by the job's ID). It
 // returns ErrLeaseLost when the job is no longer this run's, and the handler
-// should then roll tx back.
+// should then roll tx back. On a TransactionHeld worker, tx must be the
+// job's own (Job.Tx): another transaction would wait for the job's row lock.
 func (j *Job) Complete(ctx context.Context, tx pgx.Tx) error {
 	state := 1 // leased
 	if j.held != nil {
 		state = 0 // held by a lock, and still pending
+		if j.sp == nil || tx != j.sp {
+			return fmt.Errorf("pgqueue: complete job %d: the worker is TransactionHeld: pass the job's transaction, from Job.Tx", j.ID)
+		}
 	}
 	tag, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND attempts = $2 AND state = $3`, j.q.table), j.ID, j.owned, state)
 	if err != nil {
