@@ -404,3 +404,27 @@ func TestHeldCompleteWithTheJobsTransaction(t *testing.T) {
 	run(t, w)
 	within(t, 5*time.Second, "every job done", func() bool { return count(t, pool, schema, -1) == 0 })
 }
+
+// A job whose run outlives the worker's iteration timeout
+// (WorkerOptions(backi.WithTimeout(d))) fails: its attempts count, and it
+// ends dead, instead of being put back as if the worker had stopped, again
+// and again without end.
+func TestIterationTimeoutCountsTheAttempt(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "slow", MaxAttempts: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int32
+	w := pgqueue.Worker(q, "slow", func(ctx context.Context, j *pgqueue.Job) error {
+		runs.Add(1)
+		<-ctx.Done()
+		return ctx.Err()
+	}, pgqueue.Poll(10*time.Millisecond), pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)),
+		pgqueue.WorkerOptions(backi.WithTimeout(100*time.Millisecond), backi.WithBackoff(backi.ConstantBackoff(10*time.Millisecond))))
+	run(t, w)
+	within(t, 3*time.Second, "the job dead", func() bool { return count(t, pool, schema, 2) == 1 })
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("%d runs of a job of 2 attempts", n)
+	}
+}
