@@ -21,7 +21,8 @@ import (
 // worker's retry backoff (see Retry) until it has used its attempts, and is
 // then dead; Snooze and Cancel say otherwise. A panic fails the job too. ctx
 // ends when the worker stops (the job then runs again later, its attempt not
-// counted) or at the job's timeout (see JobTimeout).
+// counted) or at the job's timeout (see JobTimeout) or the iteration's
+// (backi.WithTimeout), which fail the run.
 type Handler func(ctx context.Context, job *Job) error
 
 // Defaults of the worker options.
@@ -389,8 +390,10 @@ func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
 			err = &backi.PanicError{Value: p, Stack: debug.Stack()}
 		case !normal:
 			err = errGoexit
-		case err != nil && ctx.Err() != nil:
-			err = errReleased // cut short by the stop: not the job's failure
+		case err != nil && errors.Is(ctx.Err(), context.Canceled):
+			// Cut short by the stop: not the job's failure. An iteration's
+			// deadline (backi.WithTimeout) is, as JobTimeout's is.
+			err = errReleased
 		}
 		err = c.endSavepoint(ctx, job, err)
 	}()
