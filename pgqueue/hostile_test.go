@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -426,5 +427,230 @@ func TestIterationTimeoutCountsTheAttempt(t *testing.T) {
 	within(t, 3*time.Second, "the job dead", func() bool { return count(t, pool, schema, 2) == 1 })
 	if n := runs.Load(); n != 2 {
 		t.Fatalf("%d runs of a job of 2 attempts", n)
+	}
+}
+
+// EnqueueMany of 10,000 jobs whose unique keys repeat within the batch and
+// match a pending job's: one statement adds each key once.
+func TestEnqueueManyWithDuplicateKeysInTheBatch(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "u", UniqueKey: "k8"}); err != nil {
+		t.Fatal(err)
+	}
+	jobs := make([]pgqueue.NewJob, 10000)
+	for i := range jobs {
+		jobs[i] = pgqueue.NewJob{Queue: "u", Payload: []byte(fmt.Sprint(i))}
+		if i%2 == 0 {
+			jobs[i].UniqueKey = fmt.Sprintf("k%d", i%1000) // 500 keys, k8 among them
+		}
+	}
+	added, err := q.EnqueueMany(ctx, pool, jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added != 5000+499 {
+		t.Fatalf("added %d, want 5,000 without a key and 499 new keys", added)
+	}
+	if n := count(t, pool, schema, -1); n != 1+added {
+		t.Fatalf("%d jobs in the table", n)
+	}
+}
+
+// Enqueues of one unique key race in transactions, half of which roll
+// back: exactly one job is left.
+func TestUniqueKeyRace(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var added atomic.Int32
+	rollback := errors.New("rollback")
+	for i := range 20 {
+		wg.Go(func() {
+			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				e, err := q.Enqueue(ctx, tx, pgqueue.NewJob{Queue: "u", UniqueKey: "same"})
+				if err != nil {
+					return err
+				}
+				time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+				if i%2 == 0 {
+					return rollback
+				}
+				if !e.Duplicate {
+					added.Add(1)
+				}
+				return nil
+			})
+			if err != nil && err != rollback {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := count(t, pool, schema, -1); n != 1 || added.Load() != 1 {
+		t.Fatalf("%d jobs, %d enqueues not duplicates", n, added.Load())
+	}
+}
+
+// Snooze with a negative wait runs the job again at once; with the longest
+// one it waits, and is counted as later.
+func TestSnoozeExtremes(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for _, p := range []string{"negative", "longest"} {
+		if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "z", Payload: []byte(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var negative atomic.Int32
+	w := pgqueue.Worker(q, "z", func(ctx context.Context, j *pgqueue.Job) error {
+		if string(j.Payload) == "negative" {
+			if negative.Add(1) < 3 {
+				return pgqueue.Snooze(-time.Hour)
+			}
+			return nil
+		}
+		return pgqueue.Snooze(time.Duration(math.MaxInt64))
+	}, pgqueue.Poll(10*time.Millisecond))
+	stop := run(t, w)
+	within(t, 5*time.Second, "the negative snooze done", func() bool { return count(t, pool, schema, -1) == 1 && negative.Load() == 3 })
+	stop()
+	st, err := q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Later != 1 || st[0].Running != 0 || st[0].Retrying != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if s := w.Status(); s.Failures != 0 {
+		t.Fatalf("the worker failed: %v", s.LastError)
+	}
+}
+
+// A schema and a queue named with quotes, spaces, SQL and other scripts;
+// five replicas migrate at once.
+func TestStrangeNames(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t, pgtest.URL(t))
+	schema := fmt.Sprintf(`pgqueue_test "we'ird" Ü-%d`, rand.Uint32())
+	t.Cleanup(func() { pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`) })
+	q, err := pgqueue.New(pool, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 5)
+	for i := range errs {
+		wg.Go(func() { errs[i] = q.Migrate(ctx) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	queue := `o'rd"ers; DROP TABLE x; -- 日本語 🚀`
+	var ran atomic.Int32
+	w := pgqueue.Worker(q, queue, func(ctx context.Context, j *pgqueue.Job) error {
+		if j.Queue != queue || len(j.Payload) != 0 {
+			return fmt.Errorf("job of %q with %q", j.Queue, j.Payload)
+		}
+		ran.Add(1)
+		return nil
+	}, pgqueue.Poll(10*time.Second))
+	run(t, q, w)
+	time.Sleep(300 * time.Millisecond) // the listener listens
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: queue}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 3*time.Second, "the job woken and run", func() bool { return ran.Load() == 1 })
+	within(t, 3*time.Second, "the job deleted", func() bool {
+		st, err := q.Stats(ctx)
+		return err == nil && len(st) == 0
+	})
+}
+
+// A worker stopped mid-batch leaves nothing leased and counts no attempt
+// for the jobs it did not finish.
+func TestStopMidBatchLeavesNothingLeased(t *testing.T) {
+	q, pool, schema := setup(t)
+	enqueueN(t, q, pool, "s", 100)
+	started := make(chan struct{}, 100)
+	w := pgqueue.Worker(q, "s", func(ctx context.Context, j *pgqueue.Job) error {
+		started <- struct{}{}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+			return nil
+		}
+	}, pgqueue.Batch(20), pgqueue.WorkerOptions(backi.WithConcurrency(2)))
+	stop := run(t, w)
+	for range 5 {
+		<-started
+	}
+	stop()
+	if n := count(t, pool, schema, 1); n != 0 {
+		t.Fatalf("%d jobs left leased after the stop", n)
+	}
+	var attempts int
+	if err := pool.QueryRow(context.Background(), `SELECT coalesce(max(attempts), 0) FROM `+schema+`.backi_jobs`).Scan(&attempts); err != nil || attempts != 0 {
+		t.Fatalf("attempts %d counted for jobs put back at the stop (%v)", attempts, err)
+	}
+}
+
+// A handler that completes its job in its own transaction and then returns
+// an error: the job is done, and not run again.
+func TestCompleteThenFail(t *testing.T) {
+	q, pool, schema := setup(t)
+	enqueueN(t, q, pool, "c", 10)
+	var runs atomic.Int32
+	w := pgqueue.Worker(q, "c", func(ctx context.Context, j *pgqueue.Job) error {
+		runs.Add(1)
+		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return j.Complete(ctx, tx) }); err != nil {
+			return err
+		}
+		return errors.New("failed after completing")
+	}, pgqueue.Poll(10*time.Millisecond), pgqueue.Retry(backi.ConstantBackoff(10*time.Millisecond)))
+	run(t, w)
+	within(t, 5*time.Second, "every job done", func() bool { return count(t, pool, schema, -1) == 0 })
+	time.Sleep(100 * time.Millisecond)
+	if n := runs.Load(); n != 10 {
+		t.Fatalf("%d runs of 10 jobs", n)
+	}
+}
+
+// Job.Complete after the run's lease was lost and another run took the job
+// says so, and deletes nothing.
+func TestCompleteAfterTheLeaseWasLost(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "l"}); err != nil {
+		t.Fatal(err)
+	}
+	var runs atomic.Int32
+	first := make(chan error, 1)
+	secondIn, secondOut := make(chan struct{}), make(chan struct{})
+	w := pgqueue.Worker(q, "l", func(ctx context.Context, j *pgqueue.Job) error {
+		if runs.Add(1) == 2 {
+			close(secondIn)
+			<-secondOut
+			return nil
+		}
+		// This run's lease is lost, as the rescue does it.
+		if _, err := pool.Exec(ctx, `UPDATE `+schema+`.backi_jobs SET state = 0, lease_until = NULL WHERE id = $1`, j.ID); err != nil {
+			return err
+		}
+		<-secondIn
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return j.Complete(ctx, tx) })
+		first <- err
+		close(secondOut)
+		return err
+	}, pgqueue.Poll(10*time.Millisecond), pgqueue.WorkerOptions(backi.WithConcurrency(2)))
+	run(t, w)
+	if err := <-first; !errors.Is(err, pgqueue.ErrLeaseLost) {
+		t.Fatalf("Complete after the lease was lost: %v", err)
+	}
+	within(t, 5*time.Second, "the second run done", func() bool { return count(t, pool, schema, -1) == 0 })
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("%d runs", n)
 	}
 }
