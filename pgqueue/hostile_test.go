@@ -654,3 +654,44 @@ func TestCompleteAfterTheLeaseWasLost(t *testing.T) {
 		t.Fatalf("%d runs", n)
 	}
 }
+
+// An enqueue of a job due now (RunAt: time.Now()) in a transaction that
+// began earlier notifies the listeners: the job is due when it commits.
+// now() is the transaction's start, before the job's RunAt.
+func TestEnqueueDueNowInAnOlderTransactionNotifies(t *testing.T) {
+	q, pool, _ := setup(t)
+	ctx := context.Background()
+	listener, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Release()
+	if _, err := listener.Exec(ctx, `LISTEN backi_jobs`); err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Exec(ctx, `UNLISTEN *`)
+	for _, many := range []bool{false, true} {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT 1`); err != nil { // the business change
+				return err
+			}
+			time.Sleep(20 * time.Millisecond)
+			job := pgqueue.NewJob{Queue: fmt.Sprint("many=", many), RunAt: time.Now()}
+			if many {
+				_, err := q.EnqueueMany(ctx, tx, []pgqueue.NewJob{job})
+				return err
+			}
+			_, err := q.Enqueue(ctx, tx, job)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		n, err := listener.Conn().WaitForNotification(wctx)
+		cancel()
+		if err != nil || n.Payload != fmt.Sprint("many=", many) {
+			t.Fatalf("many=%v: no notification of the job due now: %v", many, err)
+		}
+	}
+}
