@@ -695,3 +695,20 @@ func TestEnqueueDueNowInAnOlderTransactionNotifies(t *testing.T) {
 		}
 	}
 }
+
+// A job due centuries ago (a RunAt from a bad clock or a default date):
+// Stats' OldestDue does not overflow into a negative duration.
+func TestStatsOfAJobDueCenturiesAgo(t *testing.T) {
+	q, pool, _ := setup(t)
+	ctx := context.Background()
+	if _, err := q.Enqueue(ctx, pool, pgqueue.NewJob{Queue: "old", RunAt: time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC)}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Due != 1 || st[0].OldestDue < 100*365*24*time.Hour {
+		t.Fatalf("stats %+v", st)
+	}
+}
