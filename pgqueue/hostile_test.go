@@ -712,3 +712,43 @@ func TestStatsOfAJobDueCenturiesAgo(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// A handler that completes its job early in its own transaction and keeps
+// that transaction open past the lease holds a lock on its job's row. The
+// heartbeat of its batch must not wait for that lock: the leases of the
+// batch's other jobs would run out, other workers would take them, and this
+// worker would run them too, at the same time.
+func TestALockedJobDoesNotStopTheHeartbeat(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	for _, j := range []pgqueue.NewJob{{Queue: "b", Payload: []byte("slow tx"), Priority: 1}, {Queue: "b", Payload: []byte("next")}} {
+		if _, err := q.Enqueue(ctx, pool, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var running, overlaps, nexts atomic.Int32
+	w := pgqueue.Worker(q, "b", func(ctx context.Context, j *pgqueue.Job) error {
+		if string(j.Payload) == "slow tx" {
+			return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				if err := j.Complete(ctx, tx); err != nil {
+					return err
+				}
+				time.Sleep(2500 * time.Millisecond) // the rest of the work, in tx
+				return nil
+			})
+		}
+		nexts.Add(1)
+		if running.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		defer running.Add(-1)
+		time.Sleep(time.Second)
+		return nil
+	}, pgqueue.Lease(time.Second), pgqueue.Batch(2), pgqueue.Poll(10*time.Millisecond), pgqueue.WorkerOptions(backi.WithConcurrency(2)))
+	run(t, w)
+	within(t, 10*time.Second, "both jobs done", func() bool { return count(t, pool, schema, -1) == 0 && running.Load() == 0 })
+	time.Sleep(200 * time.Millisecond)
+	if nexts.Load() != 1 || overlaps.Load() != 0 {
+		t.Fatalf("the job after the slow one ran %d times, %d at once with another run", nexts.Load(), overlaps.Load())
+	}
+}
