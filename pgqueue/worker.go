@@ -612,10 +612,17 @@ type heartbeat struct {
 	beating sync.WaitGroup
 }
 
+// extendSQL extends the leases of the batch's jobs that are still its own.
+// It skips the rows another transaction holds locked (a handler's, after
+// Job.Complete, or a rescue's), so that one locked row does not keep the
+// leases of the batch's other jobs from being extended.
 const extendSQL = `
 UPDATE %[1]s AS j SET lease_until = now() + make_interval(secs => $3)
-FROM unnest($1::bigint[], $2::integer[]) AS l(id, token)
-WHERE j.id = l.id AND j.attempts = l.token AND j.state = 1`
+FROM (
+	SELECT s.id FROM %[1]s AS s JOIN unnest($1::bigint[], $2::integer[]) AS l(id, token) ON s.id = l.id AND s.attempts = l.token
+	WHERE s.state = 1 FOR UPDATE OF s SKIP LOCKED
+) AS mine
+WHERE j.id = mine.id`
 
 func (c *consumer) heartbeat(jobs []*Job) *heartbeat {
 	h := &heartbeat{c: c}
