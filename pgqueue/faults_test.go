@@ -1,6 +1,7 @@
 package pgqueue_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -250,5 +252,71 @@ func TestListenerConnectionTerminated(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("an enqueue after the listener's connection ended did not wake the idle worker")
 		}
+	}
+}
+
+// startReplica starts replica id of replicaMain on schema, with workload
+// (see PGQUEUE_WORKLOAD), and kills it at the test's end.
+func startReplica(t *testing.T, pool *pgxpool.Pool, schema, id, workload string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PGQUEUE_REPLICA="+id, "PGQUEUE_SCHEMA="+schema, "PGQUEUE_URL="+poolURL(pool), "PGQUEUE_WORKLOAD="+workload)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGCONT)
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	if s := bufio.NewScanner(out); !s.Scan() || s.Text() != "ready" {
+		t.Fatalf("replica %s did not start", id)
+	}
+	return cmd
+}
+
+// A replica that was paused (SIGSTOP: a long GC pause, a frozen VM) past the
+// lease of its batch, while another replica rescued and took its jobs, does
+// not start the jobs of that batch when it resumes: their leases are no
+// longer its own.
+func TestPausedReplicaStartsNoJobOfItsLapsedBatch(t *testing.T) {
+	q, pool, schema := setup(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE `+schema+`.runs (job bigint, replica text, at timestamptz DEFAULT clock_timestamp())`); err != nil {
+		t.Fatal(err)
+	}
+	enqueueN(t, q, pool, "replicated", 10) // one batch of a
+	a := startReplica(t, pool, schema, "a", "200ms 10 1")
+	within(t, 10*time.Second, "a runs its first batch", func() bool {
+		var n int
+		pool.QueryRow(ctx, `SELECT count(*) FROM `+schema+`.runs`).Scan(&n)
+		return n >= 2
+	})
+	if err := a.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	startReplica(t, pool, schema, "b", "200ms 10 1")
+	time.Sleep(3 * time.Second) // three leases: b takes a's jobs
+	var resumed time.Time
+	if err := pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&resumed); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 20*time.Second, "the queue drained", func() bool { return count(t, pool, schema, -1) == 0 })
+	var stale int
+	if err := pool.QueryRow(ctx, `
+		SELECT count(*) FROM `+schema+`.runs AS r WHERE r.replica = 'a' AND r.at > $1
+		AND EXISTS (SELECT FROM `+schema+`.runs AS o WHERE o.job = r.job AND o.replica = 'b' AND o.at < $1)`, resumed).Scan(&stale); err != nil {
+		t.Fatal(err)
+	}
+	if stale != 0 {
+		t.Fatalf("after its pause, a started %d jobs that b had taken from it", stale)
 	}
 }
