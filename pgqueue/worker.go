@@ -53,7 +53,9 @@ func Batch(n int) Option {
 // it (its visibility timeout): at least a second, DefaultLease by default.
 // While the jobs of a batch run, the worker extends their lease every third
 // of it, so that only a stopped or hung process loses its jobs, which the
-// other workers then take again. Not for TransactionHeld workers.
+// other workers then take again; it starts no job of a batch whose lease
+// may have run out meanwhile, by its own clock (after a pause of the
+// process, say). Not for TransactionHeld workers.
 func Lease(d time.Duration) Option {
 	return func(c *consumer) error {
 		if d < time.Second {
@@ -212,6 +214,7 @@ func (c *consumer) iterate(ctx context.Context) error {
 		conn.Release()
 		return err
 	}
+	claimed := time.Now()
 	jobs, err := c.exchange(ctx, conn, nil, nil, true)
 	conn.Release()
 	if err != nil {
@@ -221,10 +224,11 @@ func (c *consumer) iterate(ctx context.Context) error {
 		return backi.ErrNoWork
 	}
 	for round := 1; ; round++ {
-		errs, conn, err := c.runLeased(ctx, jobs)
+		errs, conn, err := c.runLeased(ctx, jobs, claimed)
 		if err != nil {
 			return err
 		}
+		claimed = time.Now()
 		jobs, err = c.exchange(ctx, conn, jobs, errs, round < maxRounds)
 		conn.Release()
 		if err != nil || len(jobs) == 0 {
@@ -332,12 +336,15 @@ func (c *consumer) scan(rows pgx.Rows) ([]*Job, error) {
 // the worker's stop cut short: it is put back, its attempt not counted.
 var errReleased = errors.New("pgqueue: released")
 
-// runLeased runs jobs, extending their lease while they run, and until it
-// has a connection to record their outcomes with, which it returns.
-func (c *consumer) runLeased(ctx context.Context, jobs []*Job) ([]error, *pgxpool.Conn, error) {
-	hb := c.heartbeat(jobs)
+// runLeased runs jobs, claimed at the time claimed, extending their lease
+// while they run, and until it has a connection to record their outcomes
+// with, which it returns. It does not start a job whose lease may have run
+// out (the process was paused, or the heartbeat failed): the job is put back
+// if it is still this worker's.
+func (c *consumer) runLeased(ctx context.Context, jobs []*Job, claimed time.Time) ([]error, *pgxpool.Conn, error) {
+	hb := c.heartbeat(jobs, claimed)
 	defer hb.stop()
-	errs := c.runAll(ctx, jobs)
+	errs := c.runAll(ctx, jobs, hb.holds)
 	conn, err := c.acquire(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pgqueue: %q: record outcomes: %w", c.queue, err)
@@ -348,7 +355,8 @@ func (c *consumer) runLeased(ctx context.Context, jobs []*Job) ([]error, *pgxpoo
 // runAll runs the handler for each job, one after the other, on a goroutine
 // of their own, so that a handler that calls runtime.Goexit fails its job
 // only: the jobs after it run on a new goroutine.
-func (c *consumer) runAll(ctx context.Context, jobs []*Job) []error {
+// holds, if not nil, says whether a job's lease is still the worker's.
+func (c *consumer) runAll(ctx context.Context, jobs []*Job, holds func(*Job) bool) []error {
 	errs := make([]error, len(jobs))
 	for i := 0; i < len(jobs); {
 		reached := make(chan int, 1)
@@ -356,7 +364,7 @@ func (c *consumer) runAll(ctx context.Context, jobs []*Job) []error {
 			next := i
 			defer func() { reached <- next }()
 			for ; next < len(jobs); next++ {
-				errs[next] = c.runOne(ctx, jobs[next])
+				errs[next] = c.runOne(ctx, jobs[next], holds)
 			}
 		}()
 		if i = <-reached; i < len(jobs) {
@@ -372,8 +380,8 @@ var errGoexit = errors.New("pgqueue: the handler called runtime.Goexit")
 // runOne runs the handler for job, and returns its outcome: nil when done.
 // Should the handler call runtime.Goexit, the job's savepoint is rolled back
 // on the way out, and runAll records the failure.
-func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
-	if ctx.Err() != nil {
+func (c *consumer) runOne(ctx context.Context, job *Job, holds func(*Job) bool) (err error) {
+	if ctx.Err() != nil || holds != nil && !holds(job) {
 		return errReleased
 	}
 	jctx := ctx
@@ -610,6 +618,10 @@ type heartbeat struct {
 	timer   *time.Timer
 	stopped bool
 	beating sync.WaitGroup
+	// until is when each job's lease ends at the earliest, by this
+	// process's clock: a lease's time from the sending of the statement
+	// that last claimed or extended it.
+	until map[int64]time.Time
 }
 
 // extendSQL extends the leases of the batch's jobs that are still its own.
@@ -622,12 +634,14 @@ FROM (
 	SELECT s.id FROM %[1]s AS s JOIN unnest($1::bigint[], $2::integer[]) AS l(id, token) ON s.id = l.id AND s.attempts = l.token
 	WHERE s.state = 1 FOR UPDATE OF s SKIP LOCKED
 ) AS mine
-WHERE j.id = mine.id`
+WHERE j.id = mine.id
+RETURNING j.id`
 
-func (c *consumer) heartbeat(jobs []*Job) *heartbeat {
-	h := &heartbeat{c: c}
+func (c *consumer) heartbeat(jobs []*Job, claimed time.Time) *heartbeat {
+	h := &heartbeat{c: c, until: make(map[int64]time.Time, len(jobs))}
 	for _, j := range jobs {
 		h.ids, h.tokens = append(h.ids, j.ID), append(h.tokens, int64(j.owned))
+		h.until[j.ID] = claimed.Add(c.lease)
 	}
 	h.mu.Lock() // beat reads the timer under the lock
 	h.timer = time.AfterFunc(c.lease/3, h.beat)
@@ -646,14 +660,28 @@ func (h *heartbeat) beat() {
 	defer h.beating.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), h.c.lease/3)
 	defer cancel()
-	if _, err := h.c.q.pool.Exec(ctx, fmt.Sprintf(extendSQL, h.c.q.table), h.ids, h.tokens, h.c.lease.Seconds()); err != nil {
+	sent := time.Now()
+	rows, _ := h.c.q.pool.Query(ctx, fmt.Sprintf(extendSQL, h.c.q.table), h.ids, h.tokens, h.c.lease.Seconds())
+	extended, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
 		h.c.q.log.LogAttrs(ctx, slog.LevelError, "pgqueue: could not extend the jobs' lease", slog.String("queue", h.c.queue), slog.Any("err", err))
 	}
 	h.mu.Lock()
+	for _, id := range extended {
+		h.until[id] = sent.Add(h.c.lease)
+	}
 	if !h.stopped {
 		h.timer.Reset(h.c.lease / 3)
 	}
 	h.mu.Unlock()
+}
+
+// holds says whether job's lease is still the worker's, with a tenth of a
+// lease to spare.
+func (h *heartbeat) holds(job *Job) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return time.Now().Add(h.c.lease / 10).Before(h.until[job.ID])
 }
 
 // stop ends the heartbeat, and waits for an extension in flight.
@@ -699,7 +727,7 @@ func (c *consumer) iterateHeld(ctx context.Context, conn *pgxpool.Conn) (err err
 		j.held = tx
 		j.Attempt++ // this run
 	}
-	errs := c.runAll(ctx, jobs)
+	errs := c.runAll(ctx, jobs, nil)
 	b := &pgx.Batch{}
 	c.queueOutcomes(b, jobs, errs)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
