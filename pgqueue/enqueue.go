@@ -32,7 +32,7 @@ type NewJob struct {
 	// then in the order enqueued.
 	Priority int16
 	// MaxAttempts is how many times the job may run before it is dead;
-	// DefaultMaxAttempts if zero.
+	// DefaultMaxAttempts if zero, and at most 2^31-1 (more counts as that).
 	MaxAttempts int
 	// UniqueKey, if not empty, makes the enqueue a no-op while a pending or
 	// running job of the queue has the same key.
@@ -50,6 +50,7 @@ func (j *NewJob) check() error {
 	if j.MaxAttempts == 0 {
 		j.MaxAttempts = DefaultMaxAttempts
 	}
+	j.MaxAttempts = min(j.MaxAttempts, math.MaxInt32) // the column's range
 	if j.Payload == nil {
 		j.Payload = []byte{}
 	}
@@ -77,7 +78,9 @@ type Enqueued struct {
 }
 
 // insertOne inserts one job, and notifies the queue's listeners when it is
-// due at once; the notification is sent when the transaction commits.
+// due at once; the notification is sent when the transaction commits. Due
+// is by the clock, not by now(), the transaction's start, which a job due
+// now, enqueued late in a long transaction, is after.
 const insertOne = `
 WITH ins AS (
 	INSERT INTO %[1]s (queue, payload, priority, run_at, max_attempts, unique_key)
@@ -86,7 +89,7 @@ WITH ins AS (
 	RETURNING id, run_at
 )
 SELECT coalesce((SELECT id FROM ins), 0),
-	(SELECT count(pg_notify('` + notifyChannel + `', $1)) FROM ins WHERE run_at <= now())`
+	(SELECT count(pg_notify('` + notifyChannel + `', $1)) FROM ins WHERE run_at <= clock_timestamp())`
 
 // Enqueue adds job to its queue with db: in the caller's transaction when db
 // is a pgx.Tx.
@@ -133,7 +136,7 @@ WITH ins AS (
 	RETURNING queue, run_at
 )
 SELECT (SELECT count(*) FROM ins),
-	(SELECT count(pg_notify('` + notifyChannel + `', queue)) FROM (SELECT DISTINCT queue FROM ins WHERE run_at <= now()) AS due)`
+	(SELECT count(pg_notify('` + notifyChannel + `', queue)) FROM (SELECT DISTINCT queue FROM ins WHERE run_at <= clock_timestamp()) AS due)`
 
 // EnqueueMany adds jobs with db in one statement, and returns how many it
 // added: fewer than len(jobs) when some had the UniqueKey of a pending or

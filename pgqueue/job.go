@@ -68,6 +68,9 @@ func (j *Job) Complete(ctx context.Context, tx pgx.Tx) error {
 			return fmt.Errorf("pgqueue: complete job %d: the worker is TransactionHeld: complete it in Job.Tx's transaction", j.ID)
 		}
 		state = 0 // held by a lock, and still pending
+		if j.sp == nil || tx != j.sp {
+			return fmt.Errorf("pgqueue: complete job %d: the worker is TransactionHeld: pass the job's transaction, from Job.Tx", j.ID)
+		}
 	}
 	tag, err := tx.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND attempts = $2 AND state = $3`, j.q.table), j.ID, j.owned, state)
 	if err != nil {

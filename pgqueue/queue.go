@@ -97,9 +97,17 @@ func (q *Queue) Migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('backi_jobs migrate', 0))`); err != nil {
 			return err
 		}
-		schema := pgx.Identifier{q.name}.Sanitize()
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema); err != nil {
+		// CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
+		// when the schema exists: create it only when it does not.
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)`, q.name).Scan(&exists); err != nil {
 			return err
+		}
+		schema := pgx.Identifier{q.name}.Sanitize()
+		if !exists {
+			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+schema); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+schema); err != nil {
 			return err

@@ -3,10 +3,12 @@ package pgqueue_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,13 +38,26 @@ func replicaMain() bool {
 		fmt.Println("error", err)
 		os.Exit(2)
 	}
+	// Each job's work, the batch and the loops: PGQUEUE_WORKLOAD may say
+	// otherwise, as "200ms 10 1".
+	work, batch, loops := 2*time.Millisecond, 20, 2
+	if f := strings.Fields(os.Getenv("PGQUEUE_WORKLOAD")); len(f) == 3 {
+		var errs [3]error
+		work, errs[0] = time.ParseDuration(f[0])
+		batch, errs[1] = strconv.Atoi(f[1])
+		loops, errs[2] = strconv.Atoi(f[2])
+		if err := errors.Join(errs[:]...); err != nil {
+			fmt.Println("error", err)
+			os.Exit(2)
+		}
+	}
 	w := pgqueue.Worker(q, "replicated", func(ctx context.Context, j *pgqueue.Job) error {
 		if _, err := pool.Exec(ctx, `INSERT INTO `+schema+`.runs (job, replica) VALUES ($1, $2)`, j.ID, id); err != nil {
 			return err
 		}
-		time.Sleep(2 * time.Millisecond) // some work
+		time.Sleep(work) // some work
 		return nil
-	}, pgqueue.WithLease(time.Second), pgqueue.WithBatch(20), pgqueue.WithWorkerOptions(backi.WithConcurrency(2)))
+	}, pgqueue.WithLease(time.Second), pgqueue.WithBatch(batch), pgqueue.WithWorkerOptions(backi.WithConcurrency(loops)))
 	h := backi.NewHost(backi.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	h.Add(q, w)
 	fmt.Println("ready")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,7 +15,8 @@ type Stats struct {
 	Queue string
 	// Due counts the jobs that wait to run now; Later those due later.
 	Due, Later int64
-	// OldestDue is how long the oldest due job has waited; zero if none.
+	// OldestDue is how long the oldest due job has waited (at most the
+	// longest Duration); zero if none.
 	OldestDue time.Duration
 	// Running counts the jobs claimed and running (leased).
 	Running int64
@@ -49,7 +51,10 @@ func (q *Queue) Stats(ctx context.Context) ([]Stats, error) {
 		if err := rows.Scan(&s.Queue, &s.Due, &s.Later, &oldest, &s.Running, &s.Retrying, &s.Dead); err != nil {
 			return nil, fmt.Errorf("pgqueue: stats: %w", err)
 		}
-		s.OldestDue = time.Duration(oldest * float64(time.Second))
+		s.OldestDue = math.MaxInt64 // past 292 years
+		if ns := oldest * float64(time.Second); ns < math.MaxInt64 {
+			s.OldestDue = time.Duration(ns)
+		}
 		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {

@@ -14,13 +14,15 @@ import (
 
 	"github.com/backi-go/backi"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Handler runs one job. Its error fails the job, which runs again after the
 // worker's retry backoff (see WithRetryBackoff) until it has used its attempts, and is
 // then dead; Snooze and Cancel say otherwise. A panic fails the job too. ctx
 // ends when the worker stops (the job then runs again later, its attempt not
-// counted) or at the job's timeout (see WithJobTimeout).
+// counted) or at the job's timeout (see WithJobTimeout) or the iteration's
+// (backi.WithTimeout), which fail the run.
 type Handler func(ctx context.Context, job *Job) error
 
 // Defaults of the worker options.
@@ -51,9 +53,9 @@ func WithBatch(n int) WorkerOption {
 // it (its visibility timeout): at least a second, DefaultLease by default.
 // While the jobs of a batch run, the worker extends their lease every third
 // of it, so that only a stopped or hung process loses its jobs, which the
-// other workers then take again. A handler that hangs in a live process
-// keeps its job, and the jobs after it in its batch, until WithJobTimeout ends
-// it. Not for WithTransactionHeld workers.
+// other workers then take again; it starts no job of a batch whose lease
+// may have run out meanwhile, by its own clock (after a pause of the
+// process, say). Not for WithTransactionHeld workers.
 func WithLease(d time.Duration) WorkerOption {
 	return func(c *consumer) error {
 		if d < time.Second {
@@ -77,7 +79,7 @@ func WithJobTimeout(d time.Duration) WorkerOption {
 	}
 }
 
-// WithRetryBackoff sets the wait before a failed job runs again, by its attempt; by
+// Retry sets the wait before a failed job runs again, by its attempt; by
 // default backi.ExponentialBackoff(time.Second, time.Hour). b must not be nil.
 func WithRetryBackoff(b backi.Backoff) WorkerOption {
 	return func(c *consumer) error {
@@ -109,9 +111,9 @@ func WithPoll(d time.Duration) WorkerOption {
 // handlers wrote, so that their effects in the same database happen
 // exactly once. A crash rolls everything back, the jobs included, which
 // other workers then take again; as the rollback also forgets the attempt,
-// a job that crashes the process runs again without end. Each of the
-// worker's loops holds a connection of the pool, in a transaction, while
-// its batch runs, so keep batches short and size the pool for them.
+// a job that crashes the process runs again without end. The batch's
+// connection stays in a transaction while its jobs run, so keep batches
+// short.
 func WithTransactionHeld() WorkerOption {
 	return func(c *consumer) error {
 		c.held = true
@@ -132,9 +134,7 @@ func WithKeepDone() WorkerOption {
 // WithWorkerOptions passes options to the backi.Worker: concurrency, a
 // failure hook for the worker's own failures (the database's), an
 // observer, leadership... The worker sets backi.WithIdle from WithPoll; a
-// WithIdle here replaces it. backi.WithTimeout bounds a whole iteration, up
-// to 16 batches, and fails the run it cuts short: bound each run with
-// WithJobTimeout.
+// WithIdle here replaces it.
 func WithWorkerOptions(opts ...backi.Option) WorkerOption {
 	return func(c *consumer) error {
 		c.opts = append(c.opts, opts...)
@@ -216,16 +216,24 @@ func (c *consumer) configure(opts []WorkerOption) error {
 }
 
 // iterate is one turn of a loop of the worker: up to maxRounds batches. A
-// leased batch takes a connection of the pool only for its round trips, so
-// that its handlers may use the pool while it runs.
+// leased batch's connection goes back to the pool while its jobs run, for
+// the handlers and the heartbeat to use.
 func (c *consumer) iterate(ctx context.Context) error {
-	if c.held {
-		return c.iterateHeld(ctx)
+	conn, err := c.q.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
 	}
-	if err := c.rescue(ctx); err != nil {
+	if c.held {
+		defer conn.Release()
+		return c.iterateHeld(ctx, conn)
+	}
+	if err := c.rescue(ctx, conn); err != nil {
+		conn.Release()
 		return err
 	}
-	jobs, err := c.exchange(ctx, nil, nil, true)
+	claimed := time.Now()
+	jobs, err := c.exchange(ctx, conn, nil, nil, true)
+	conn.Release()
 	if err != nil {
 		return err
 	}
@@ -233,31 +241,48 @@ func (c *consumer) iterate(ctx context.Context) error {
 		return backi.ErrNoWork
 	}
 	for round := 1; ; round++ {
-		errs := c.runLeased(ctx, jobs)
-		if jobs, err = c.exchange(ctx, jobs, errs, round < maxRounds); err != nil || len(jobs) == 0 {
+		errs, conn, err := c.runLeased(ctx, jobs, claimed)
+		if err != nil {
+			return err
+		}
+		claimed = time.Now()
+		jobs, err = c.exchange(ctx, conn, jobs, errs, round < maxRounds)
+		conn.Release()
+		if err != nil || len(jobs) == 0 {
 			return err
 		}
 	}
 }
 
-// claimSQL leases up to $2 due jobs of queue $1 for $3 seconds. It finds
-// the rows it locked by their ids, as an array: joined to the locked rows
-// instead, a claim of a few hundred jobs is planned as a hash join over a
-// scan of the whole table.
+// acquire takes a connection to record outcomes with: it waits as long as
+// the worker runs, and recordTimeout at most once it stops.
+func (c *consumer) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	if ctx.Err() == nil {
+		conn, err := c.q.pool.Acquire(ctx)
+		if err == nil || ctx.Err() == nil {
+			return conn, err
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return c.q.pool.Acquire(rctx)
+}
+
+// claimSQL leases up to $2 due jobs of queue $1 for $3 seconds.
 const claimSQL = `
 UPDATE %[1]s AS j SET state = 1, attempts = j.attempts + 1, lease_until = now() + make_interval(secs => $3)
-WHERE j.id = ANY(ARRAY(
+FROM (
 	SELECT id FROM %[1]s WHERE queue = $1 AND state = 0 AND run_at <= now()
 	ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
-))
+) AS due
+WHERE j.id = due.id
 RETURNING j.id, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.created_at`
 
 // exchange records the outcomes errs of jobs and, if claim and ctx is not
 // done, claims the next batch, in one round trip, and returns the jobs
 // claimed. The round trip is not cut short by ctx, so that no outcome or
-// claim is lost to a stop: recordTimeout bounds it. Its statements run in
-// one implicit transaction: if one fails, none is recorded.
-func (c *consumer) exchange(ctx context.Context, jobs []*Job, errs []error, claim bool) ([]*Job, error) {
+// claim is lost to a stop: recordTimeout bounds it.
+func (c *consumer) exchange(ctx context.Context, conn *pgxpool.Conn, jobs []*Job, errs []error, claim bool) ([]*Job, error) {
 	b := &pgx.Batch{}
 	c.queueOutcomes(b, jobs, errs)
 	claim = claim && ctx.Err() == nil
@@ -269,7 +294,7 @@ func (c *consumer) exchange(ctx context.Context, jobs []*Job, errs []error, clai
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
-	next, err := c.send(rctx, b, claim)
+	next, err := c.send(rctx, conn, b, claim)
 	if err != nil {
 		return nil, err
 	}
@@ -278,17 +303,17 @@ func (c *consumer) exchange(ctx context.Context, jobs []*Job, errs []error, clai
 		for i := range released {
 			released[i] = errReleased
 		}
-		_, err := c.exchange(ctx, next, released, false)
+		_, err := c.exchange(ctx, conn, next, released, false)
 		return nil, err
 	}
 	return next, nil
 }
 
-// send sends b on a connection of the pool and, if claim, returns the jobs
-// that its last statement claimed. The connection is back in the pool when
-// it returns.
-func (c *consumer) send(ctx context.Context, b *pgx.Batch, claim bool) ([]*Job, error) {
-	br := c.q.pool.SendBatch(ctx, b)
+// send sends b and, if claim, returns the jobs that its last statement
+// claimed. Its statements run in one implicit transaction: if one fails,
+// none is recorded. The connection is free again when it returns.
+func (c *consumer) send(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, claim bool) ([]*Job, error) {
+	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 	records := b.Len()
 	if claim {
@@ -299,20 +324,18 @@ func (c *consumer) send(ctx context.Context, b *pgx.Batch, claim bool) ([]*Job, 
 			return nil, fmt.Errorf("pgqueue: %q: record outcomes (statement %d): %w", c.queue, i+1, err)
 		}
 	}
-	var next []*Job
-	if claim {
-		rows, err := br.Query()
-		if err != nil {
-			return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
-		}
-		if next, err = c.scan(rows); err != nil {
-			return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
-		}
+	if !claim {
+		return nil, br.Close()
 	}
-	if err := br.Close(); err != nil {
-		return nil, fmt.Errorf("pgqueue: %q: record outcomes: %w", c.queue, err)
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
 	}
-	return next, nil
+	next, err := c.scan(rows)
+	if err != nil {
+		return nil, fmt.Errorf("pgqueue: %q: claim: %w", c.queue, err)
+	}
+	return next, br.Close()
 }
 
 // scan reads claimed jobs, and orders them as the claim chose them.
@@ -341,22 +364,27 @@ func (c *consumer) scan(rows pgx.Rows) ([]*Job, error) {
 // the worker's stop cut short: it is put back, its attempt not counted.
 var errReleased = errors.New("pgqueue: released")
 
-// runLeased runs jobs, extending their lease while they run.
-func (c *consumer) runLeased(ctx context.Context, jobs []*Job) []error {
-	// The jobs keep their leases while they run, also once the worker
-	// stops: the extensions end with the runs, not with ctx.
-	ectx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Go(func() { c.extend(ectx, jobs) })
-	defer wg.Wait()
-	defer stop()
-	return c.runAll(ctx, jobs)
+// runLeased runs jobs, claimed at the time claimed, extending their lease
+// while they run, and until it has a connection to record their outcomes
+// with, which it returns. It does not start a job whose lease may have run
+// out (the process was paused, or the heartbeat failed): the job is put back
+// if it is still this worker's.
+func (c *consumer) runLeased(ctx context.Context, jobs []*Job, claimed time.Time) ([]error, *pgxpool.Conn, error) {
+	hb := c.heartbeat(jobs, claimed)
+	defer hb.stop()
+	errs := c.runAll(ctx, jobs, hb.holds)
+	conn, err := c.acquire(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pgqueue: %q: record outcomes: %w", c.queue, err)
+	}
+	return errs, conn, nil
 }
 
 // runAll runs the handler for each job, one after the other, on a goroutine
 // of their own, so that a handler that calls runtime.Goexit fails its job
 // only: the jobs after it run on a new goroutine.
-func (c *consumer) runAll(ctx context.Context, jobs []*Job) []error {
+// holds, if not nil, says whether a job's lease is still the worker's.
+func (c *consumer) runAll(ctx context.Context, jobs []*Job, holds func(*Job) bool) []error {
 	errs := make([]error, len(jobs))
 	for i := 0; i < len(jobs); {
 		reached := make(chan int, 1)
@@ -364,7 +392,7 @@ func (c *consumer) runAll(ctx context.Context, jobs []*Job) []error {
 			next := i
 			defer func() { reached <- next }()
 			for ; next < len(jobs); next++ {
-				errs[next] = c.runOne(ctx, jobs[next])
+				errs[next] = c.runOne(ctx, jobs[next], holds)
 			}
 		}()
 		if i = <-reached; i < len(jobs) {
@@ -380,8 +408,8 @@ var errGoexit = errors.New("pgqueue: the handler called runtime.Goexit")
 // runOne runs the handler for job, and returns its outcome: nil when done.
 // Should the handler call runtime.Goexit, the job's savepoint is rolled back
 // on the way out, and runAll records the failure.
-func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
-	if ctx.Err() != nil {
+func (c *consumer) runOne(ctx context.Context, job *Job, holds func(*Job) bool) (err error) {
+	if ctx.Err() != nil || holds != nil && !holds(job) {
 		return errReleased
 	}
 	jctx := ctx
@@ -399,9 +427,8 @@ func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
 		case !normal:
 			err = errGoexit
 		case err != nil && errors.Is(ctx.Err(), context.Canceled):
-			// Cut short by the stop: not the job's failure. The deadline
-			// of a backi.WithTimeout is the job's failure, or the job
-			// would be given back without end.
+			// Cut short by the stop: not the job's failure. An iteration's
+			// deadline (backi.WithTimeout) is, as WithJobTimeout's is.
 			err = errReleased
 		}
 		err = c.endSavepoint(ctx, job, err)
@@ -416,8 +443,7 @@ func (c *consumer) runOne(ctx context.Context, job *Job) (err error) {
 var errTxAborted = errors.New("pgqueue: a statement in the job's transaction failed, though the handler returned nil")
 
 // endSavepoint keeps the savepoint of job, if it has one, when err is nil,
-// and rolls it back otherwise, or when a statement in it failed, which
-// leaves the batch's transaction usable; it returns the job's outcome.
+// and rolls it back otherwise; it returns the job's outcome.
 func (c *consumer) endSavepoint(ctx context.Context, job *Job, err error) error {
 	if job.sp == nil {
 		return err
@@ -451,7 +477,7 @@ UPDATE %[1]s AS j SET state = 3, finished_at = now(), lease_until = NULL
 FROM unnest($1::bigint[], $2::integer[]) AS d(id, token)
 WHERE j.id = d.id AND j.attempts = d.token AND j.state = $3`
 
-// doneSQL deletes jobs by id and lease token.
+// doneSQL deletes leased jobs by id and lease token.
 const doneSQL = `
 DELETE FROM %[1]s AS j USING unnest($1::bigint[], $2::integer[]) AS d(id, token)
 WHERE j.id = d.id AND j.attempts = d.token AND j.state = $3`
@@ -510,22 +536,88 @@ func (c *consumer) queueOutcomes(b *pgx.Batch, jobs []*Job, errs []error) {
 // that a held job's claim did not count), and the error to keep (nil to
 // keep the last one).
 func (c *consumer) settle(job *Job, err error, bump int) (state int16, wait time.Duration, refund int64, text *string) {
-	var sn *snooze
-	var cl *cancelled
+	r := read(err)
 	switch {
-	case errors.Is(err, errReleased):
+	case r.released:
 		return statePending, 0, 1, nil
-	case errors.As(err, &sn):
-		return statePending, max(sn.d, 0), 1, nil
+	case r.snoozed != nil:
+		return statePending, max(r.snoozed.d, 0), 1, nil
 	}
-	msg := fmt.Sprint(err) // fmt contains a panicking Error method
-	if pe, ok := errors.AsType[*backi.PanicError](err); ok {
-		msg += "\n" + string(pe.Stack)
+	msg := errorText(err)
+	if r.panicked != nil {
+		msg += "\n" + string(r.panicked.Stack)
 	}
-	if errors.As(err, &cl) || job.Attempt >= job.MaxAttempts {
+	if r.cancelled || job.Attempt >= job.MaxAttempts {
 		return stateDead, 0, 0, &msg
 	}
 	return statePending, c.retryWait(job.Attempt), 0, &msg
+}
+
+// reading is what a handler's error says of its job's outcome.
+type reading struct {
+	released  bool
+	snoozed   *snooze // the first found
+	cancelled bool
+	panicked  *backi.PanicError // the first found
+}
+
+// maxErrorNodes bounds the errors that read visits in one error's tree.
+const maxErrorNodes = 100
+
+// read finds in err's tree what settle needs, as errors.Is and errors.As
+// would, but by type alone (calling no Is or As method), and containing
+// the tree's Unwrap methods: one that panics hides what lies below it, and
+// no more than maxErrorNodes errors are visited, should Unwrap return its
+// receiver.
+func read(err error) (r reading) {
+	budget := maxErrorNodes
+	defer func() { recover() }() // an Unwrap panicked: r holds what was found
+	var walk func(err error)
+	walk = func(err error) {
+		for err != nil && budget > 0 {
+			budget--
+			if err == errReleased {
+				r.released = true
+			}
+			switch e := err.(type) {
+			case *snooze:
+				if r.snoozed == nil {
+					r.snoozed = e
+				}
+			case *cancelled:
+				r.cancelled = true
+			case *backi.PanicError:
+				if r.panicked == nil {
+					r.panicked = e
+				}
+			}
+			switch u := err.(type) {
+			case interface{ Unwrap() error }:
+				err = u.Unwrap()
+			case interface{ Unwrap() []error }:
+				for _, e := range u.Unwrap() {
+					walk(e)
+				}
+				return
+			default:
+				return
+			}
+		}
+	}
+	walk(err)
+	return r
+}
+
+// errorText returns err's text as fmt prints it or, should that panic (fmt
+// does not contain an Error method that panics with its receiver), a
+// description of err's type.
+func errorText(err error) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = fmt.Sprintf("%T (its Error method panics)", err)
+		}
+	}()
+	return fmt.Sprint(err)
 }
 
 // retryWait asks the retry backoff for the wait after the failure of
@@ -549,45 +641,101 @@ WHERE state = 1 AND lease_until < now() AND queue = $1`
 
 // rescue puts back the jobs whose lease ran out, at most once a tenth of a
 // lease for the worker's loops together.
-func (c *consumer) rescue(ctx context.Context) error {
+func (c *consumer) rescue(ctx context.Context, conn *pgxpool.Conn) error {
 	now := time.Now().UnixNano()
 	last := c.rescued.Load()
 	if now-last < int64(c.lease/10) || !c.rescued.CompareAndSwap(last, now) {
 		return nil
 	}
-	if _, err := c.q.pool.Exec(ctx, fmt.Sprintf(rescueSQL, c.q.table), c.queue); err != nil {
+	if _, err := conn.Exec(ctx, fmt.Sprintf(rescueSQL, c.q.table), c.queue); err != nil {
 		return fmt.Errorf("pgqueue: %q: rescue expired leases: %w", c.queue, err)
 	}
 	return nil
 }
 
+// A heartbeat extends the lease of a batch's jobs every third of a lease,
+// on a connection of its own, while they run.
+type heartbeat struct {
+	c       *consumer
+	ids     []int64
+	tokens  []int64
+	mu      sync.Mutex
+	timer   *time.Timer
+	stopped bool
+	beating sync.WaitGroup
+	// until is when each job's lease ends at the earliest, by this
+	// process's clock: a lease's time from the sending of the statement
+	// that last claimed or extended it.
+	until map[int64]time.Time
+}
+
+// extendSQL extends the leases of the batch's jobs that are still its own.
+// It skips the rows another transaction holds locked (a handler's, after
+// Job.Complete, or a rescue's), so that one locked row does not keep the
+// leases of the batch's other jobs from being extended.
 const extendSQL = `
 UPDATE %[1]s AS j SET lease_until = now() + make_interval(secs => $3)
-FROM unnest($1::bigint[], $2::integer[]) AS l(id, token)
-WHERE j.id = l.id AND j.attempts = l.token AND j.state = 1`
+FROM (
+	SELECT s.id FROM %[1]s AS s JOIN unnest($1::bigint[], $2::integer[]) AS l(id, token) ON s.id = l.id AND s.attempts = l.token
+	WHERE s.state = 1 FOR UPDATE OF s SKIP LOCKED
+) AS mine
+WHERE j.id = mine.id
+RETURNING j.id`
 
-// extend extends the lease of jobs every third of a lease, on a connection
-// of the pool, until ctx is done.
-func (c *consumer) extend(ctx context.Context, jobs []*Job) {
-	ids, tokens := make([]int64, len(jobs)), make([]int64, len(jobs))
-	for i, j := range jobs {
-		ids[i], tokens[i] = j.ID, int64(j.owned)
+func (c *consumer) heartbeat(jobs []*Job, claimed time.Time) *heartbeat {
+	h := &heartbeat{c: c, until: make(map[int64]time.Time, len(jobs))}
+	for _, j := range jobs {
+		h.ids, h.tokens = append(h.ids, j.ID), append(h.tokens, int64(j.owned))
+		h.until[j.ID] = claimed.Add(c.lease)
 	}
-	t := time.NewTicker(c.lease / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		xctx, cancel := context.WithTimeout(ctx, c.lease/3)
-		_, err := c.q.pool.Exec(xctx, fmt.Sprintf(extendSQL, c.q.table), ids, tokens, c.lease.Seconds())
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			c.q.log.LogAttrs(ctx, slog.LevelError, "pgqueue: could not extend the jobs' lease", slog.String("queue", c.queue), slog.Any("err", err))
-		}
+	h.mu.Lock() // beat reads the timer under the lock
+	h.timer = time.AfterFunc(c.lease/3, h.beat)
+	h.mu.Unlock()
+	return h
+}
+
+func (h *heartbeat) beat() {
+	h.mu.Lock()
+	if h.stopped {
+		h.mu.Unlock()
+		return
 	}
+	h.beating.Add(1)
+	h.mu.Unlock()
+	defer h.beating.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), h.c.lease/3)
+	defer cancel()
+	sent := time.Now()
+	rows, _ := h.c.q.pool.Query(ctx, fmt.Sprintf(extendSQL, h.c.q.table), h.ids, h.tokens, h.c.lease.Seconds())
+	extended, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		h.c.q.log.LogAttrs(ctx, slog.LevelError, "pgqueue: could not extend the jobs' lease", slog.String("queue", h.c.queue), slog.Any("err", err))
+	}
+	h.mu.Lock()
+	for _, id := range extended {
+		h.until[id] = sent.Add(h.c.lease)
+	}
+	if !h.stopped {
+		h.timer.Reset(h.c.lease / 3)
+	}
+	h.mu.Unlock()
+}
+
+// holds says whether job's lease is still the worker's, with a tenth of a
+// lease to spare.
+func (h *heartbeat) holds(job *Job) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return time.Now().Add(h.c.lease / 10).Before(h.until[job.ID])
+}
+
+// stop ends the heartbeat, and waits for an extension in flight.
+func (h *heartbeat) stop() {
+	h.mu.Lock()
+	h.stopped = true
+	h.timer.Stop()
+	h.mu.Unlock()
+	h.beating.Wait()
 }
 
 // holdSQL locks up to $2 due jobs of queue $1 in the caller's transaction.
@@ -597,9 +745,9 @@ WHERE queue = $1 AND state = 0 AND run_at <= now()
 ORDER BY priority DESC, run_at, id LIMIT $2 FOR UPDATE SKIP LOCKED`
 
 // iterateHeld is iterate for a WithTransactionHeld worker: one batch, in one
-// transaction, on a connection of the pool that it holds until the end.
-func (c *consumer) iterateHeld(ctx context.Context) (err error) {
-	tx, err := c.q.pool.Begin(ctx)
+// transaction.
+func (c *consumer) iterateHeld(ctx context.Context, conn *pgxpool.Conn) (err error) {
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("pgqueue: %q: %w", c.queue, err)
 	}
@@ -624,7 +772,7 @@ func (c *consumer) iterateHeld(ctx context.Context) (err error) {
 		j.held = tx
 		j.Attempt++ // this run
 	}
-	errs := c.runAll(ctx, jobs)
+	errs := c.runAll(ctx, jobs, nil)
 	b := &pgx.Batch{}
 	c.queueOutcomes(b, jobs, errs)
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
