@@ -28,18 +28,24 @@ func post(t *testing.T, h http.Handler, path string, header ...string) (int, bac
 
 func do(t *testing.T, h http.Handler, method, path string, header ...string) (int, backihttp.ControlAnswer, string) {
 	t.Helper()
-	req := httptest.NewRequest(method, path, nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
+	rec := serve(h, method, path, header...)
 	var ans backihttp.ControlAnswer
 	raw := rec.Body.String()
 	if err := json.Unmarshal([]byte(raw), &ans); err != nil {
 		t.Fatalf("%s %s: %d, body %q: %v", method, path, rec.Code, raw, err)
 	}
 	return rec.Code, ans, raw
+}
+
+// serve serves a request with the headers given as name, value pairs.
+func serve(h http.Handler, method, path string, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
 }
 
 // controlled runs a host with one idle worker, named name, whose turns it
@@ -237,10 +243,7 @@ func TestControlLogsCrossOriginRefusals(t *testing.T) {
 			{"Sec-Fetch-Site", "same-site"},
 			{"Origin", "https://evil.example"},
 		} {
-			req := httptest.NewRequest("POST", "/workers/mailer/pause", nil)
-			req.Header.Set(header[0], header[1])
-			rec := httptest.NewRecorder()
-			c.ServeHTTP(rec, req)
+			rec := serve(c, "POST", "/workers/mailer/pause", header...)
 			var ans backihttp.ControlAnswer
 			if err := json.Unmarshal(rec.Body.Bytes(), &ans); rec.Code != 403 || err != nil || ans.Error == "" || ans.Action != "pause" {
 				t.Errorf("%v: %d %q (%v), want 403 and a ControlAnswer saying why", header, rec.Code, rec.Body.String(), err)
@@ -287,12 +290,7 @@ func TestControlTellsRefusedCallersNothing(t *testing.T) {
 			{"POST", "/workers/mailer/pause", nil},
 			{"POST", "/workers/mailer/pause", []string{"Sec-Fetch-Site", "cross-site"}},
 		} {
-			req := httptest.NewRequest(r.method, r.path, nil)
-			for i := 0; i+1 < len(r.header); i += 2 {
-				req.Header.Set(r.header[i], r.header[i+1])
-			}
-			rec := httptest.NewRecorder()
-			c.ServeHTTP(rec, req)
+			rec := serve(c, r.method, r.path, r.header...)
 			if rec.Code == 200 || strings.Contains(rec.Body.String(), `"worker"`) {
 				t.Errorf("%s %s %v: %d %s, want a refusal without the worker's status", r.method, r.path, r.header, rec.Code, rec.Body.String())
 			}

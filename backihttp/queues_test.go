@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -66,12 +65,7 @@ func (m *memQueues) Discard(ctx context.Context, queue string, id int64) error {
 
 func queueRequest(t *testing.T, h http.Handler, method, path string, header ...string) (int, string) {
 	t.Helper()
-	req := httptest.NewRequest(method, path, nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
+	rec := serve(h, method, path, header...)
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("%s %s: Content-Type %q, body %s", method, path, ct, rec.Body)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http/httptest"
 	"runtime"
 	"strings"
@@ -38,23 +37,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // that the test closes.
 func setup(t *testing.T) (*pgqueue.Queue, *pgxpool.Pool, string) {
 	t.Helper()
-	url := pgtest.URL(t)
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	schema := fmt.Sprintf("pgqueue_test_%d", rand.Uint32())
-	t.Cleanup(func() {
-		pool.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`)
-		pool.Close()
-	})
-	q, err := pgqueue.New(pool, pgqueue.WithSchema(schema), pgqueue.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	q, pool, schema := setupOn(t, pgtest.URL(t), "")
 	if err := q.Migrate(context.Background()); err != nil { // idempotent
 		t.Fatal(err)
 	}
