@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/childtest"
 )
 
 // bomb is an error and a Stringer whose methods panic with the bomb itself:
@@ -46,7 +47,7 @@ func TestAttackSelfPanickingValueCrashes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			inChild(t, func(t *testing.T) {
+			childtest.Run(t, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					opts := append([]backi.Option{backi.WithLogger(quiet), backi.WithConcurrency(2),
 						backi.WithBackoff(backi.ConstantBackoff(time.Second)), backi.WithIdle(time.Second, time.Second)}, tc.opts...)
@@ -104,7 +105,7 @@ func (h hostileHandler) WithGroup(string) slog.Handler { return h }
 // Host.Run down with it ("host started"), without stopping its services in
 // order or waiting for their in-flight iterations.
 func TestAttackHostLogHandlerPanic(t *testing.T) {
-	inChild(t, func(t *testing.T) {
+	childtest.Run(t, func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			h := backi.NewHost(backi.WithSignals(), backi.WithLogger(slog.New(hostileHandler{mode: "panic"})))
@@ -201,7 +202,7 @@ func TestAttackHostServiceErrorPanics(t *testing.T) {
 		{"UnwrapPanics", unwrapBomb{}, quiet},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			inChild(t, func(t *testing.T) {
+			childtest.Run(t, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					h := backi.NewHost(backi.WithSignals(), backi.WithLogger(tc.log))
 					other := blocking("other")
@@ -260,7 +261,7 @@ func TestAttackHookReturningAPanicErrorIsNotAPanic(t *testing.T) {
 // The failure hook's error is inspected with errors.As outside any recover:
 // an error whose Unwrap panics crashes the process from a loop's goroutine.
 func TestAttackHookErrorWithPanickingUnwrap(t *testing.T) {
-	inChild(t, func(t *testing.T) {
+	childtest.Run(t, func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			w := backi.Loop("hooked", func(context.Context) error { return errHostile },
 				backi.WithLogger(quiet), backi.WithConcurrency(2),
@@ -743,7 +744,7 @@ func TestAttackGoexitKillsTheStuckWatcherSilently(t *testing.T) {
 // re-Defer) keeps the turn from ever ending: Run hangs after its context ends
 // and the cleanups run back to back.
 func TestAttackEndlessCleanupChainHangsRun(t *testing.T) {
-	inChild(t, func(t *testing.T) {
+	childtest.Run(t, func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var cleanups atomic.Int64
 			var guard spinGuard

@@ -4,7 +4,7 @@ package backi_test
 // callbacks that panic, waits that are negative, schedules that do not move,
 // times past 2262, misuse. Every callback is contained, and no loop runs
 // without a wait. A case whose failure would crash or hang the test binary
-// runs in a child process (see inChild); the others stop themselves (see
+// runs in a child process (see childtest.Run); the others stop themselves (see
 // spinGuard) so that a loop that does not wait fails the test instead of
 // hanging it.
 
@@ -14,9 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
-	"os/exec"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,50 +22,8 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/childtest"
 )
-
-// hostileChildEnv names the test that a re-executed test binary runs as a
-// child (see inChild).
-const hostileChildEnv = "BACKI_HOSTILE_CHILD"
-
-// inChild runs body in a child process, the test binary re-executed to run
-// only t, and fails t unless the child passes and exits with status 0 within
-// 20 seconds. In that child, it runs body itself. It is for the cases that
-// would take the whole test binary down if they failed: a panic on a goroutine
-// the library started, or a hang.
-func inChild(t *testing.T, body func(t *testing.T)) {
-	t.Helper()
-	if os.Getenv(hostileChildEnv) == t.Name() {
-		body(t)
-		return
-	}
-	parts := strings.Split(t.Name(), "/")
-	for i, p := range parts {
-		parts[i] = "^" + regexp.QuoteMeta(p) + "$"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run="+strings.Join(parts, "/"),
-		"-test.v", "-test.count=1", "-test.timeout=15s")
-	// The race detector's exit pause would add a second to every child.
-	race := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
-	cmd.Env = append(os.Environ(), hostileChildEnv+"="+t.Name(), "GORACE="+race)
-	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
-	const keep = 6000 // of the output, from its end: a crash ends with its stacks
-	shown := string(out)
-	if len(shown) > keep {
-		shown = "…" + shown[len(shown)-keep:]
-	}
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("the child hung (killed after 20s):\n%s", shown)
-	case err != nil:
-		t.Fatalf("the child failed: %v\n%s", err, shown)
-	case !strings.Contains(string(out), "--- PASS: "+t.Name()+" "):
-		t.Fatalf("the child did not report %s as passed:\n%s", t.Name(), shown)
-	}
-}
 
 var (
 	errHostile = errors.New("hostile failure")
@@ -218,7 +173,7 @@ func (o panicObserver) StateChange(_ string, _ int, _, to backi.State) {
 func TestHostileObserverPanicIsContained(t *testing.T) {
 	for _, method := range []string{"IterationStart", "IterationEnd", "StateChange", "StuckStateChange"} {
 		t.Run(method, func(t *testing.T) {
-			inChild(t, func(t *testing.T) {
+			childtest.Run(t, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					log, rec := newRecorder()
 					var n atomic.Int64
@@ -265,7 +220,7 @@ func (p *panicOnceSchedule) Next(after time.Time) time.Time {
 
 // A2: a Schedule whose Next panics is a failure retried after the backoff.
 func TestHostileSchedulePanicIsRetried(t *testing.T) {
-	inChild(t, func(t *testing.T) {
+	childtest.Run(t, func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			log, rec := newRecorder()
 			var runs atomic.Int64
@@ -299,7 +254,7 @@ func (panicBackoff) Wait(int) time.Duration { panic("hostile backoff") }
 // A3: a Backoff whose Wait panics does not crash the worker: the failure is
 // counted, and the loop still waits before the next turn.
 func TestHostileBackoffPanicStillWaits(t *testing.T) {
-	inChild(t, func(t *testing.T) {
+	childtest.Run(t, func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var starts timeLog
 			var guard spinGuard
@@ -396,7 +351,7 @@ func (t *hostileTerm) Resign(context.Context) error {
 func TestHostileElectorPanicIsContained(t *testing.T) {
 	for _, mode := range []string{"Campaign", "Done", "Token", "Resign"} {
 		t.Run(mode, func(t *testing.T) {
-			inChild(t, func(t *testing.T) {
+			childtest.Run(t, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					e := &hostileElector{mode: mode}
 					w := backi.Loop("singleton", func(ctx context.Context) error { <-ctx.Done(); return nil },
@@ -436,7 +391,7 @@ func (e *nilDerefError) Error() string { return "hostile: " + e.msg }
 // A5: an error whose Error method panics is still a failure: counted,
 // logged, given to the failure hook, and nothing crashes.
 func TestHostileErrorMethodPanicIsAFailure(t *testing.T) {
-	inChild(t, func(t *testing.T) {
+	childtest.Run(t, func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			log, rec := newRecorder()
 			var n atomic.Int64
@@ -500,7 +455,7 @@ func (h panicHandler) WithGroup(string) slog.Handler      { return h }
 func TestHostileLogHandlerPanicIsContained(t *testing.T) {
 	for _, method := range []string{"Handle", "Enabled"} {
 		t.Run(method, func(t *testing.T) {
-			inChild(t, func(t *testing.T) {
+			childtest.Run(t, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
 					var n atomic.Int64
 					w := backi.Loop("logged", func(ctx context.Context) error {
