@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/backi-go/backi/internal/safe"
 )
 
 // ErrGoexit is the failure of a turn during which user code called
@@ -81,18 +83,6 @@ func find[T error](err error) (T, bool) {
 	return zero, false
 }
 
-// text returns v's text as fmt prints it, or, should that panic (fmt does
-// not contain a value whose Error method panics with the value itself), a
-// description of v's type.
-func text(v any) (s string) {
-	defer func() {
-		if recover() != nil {
-			s = fmt.Sprintf("%T (its text panics)", v)
-		}
-	}()
-	return fmt.Sprint(v)
-}
-
 // contained returns a handler that passes records to h and contains its
 // panics: a record whose handling panics is dropped, and the panic is written
 // to standard error, since the log itself failed.
@@ -137,7 +127,7 @@ func (s safeHandler) WithGroup(name string) (h slog.Handler) {
 // contain, deferred, recovers a panic of the handler's method.
 func (s safeHandler) contain(method string) {
 	if v := recover(); v != nil {
-		fmt.Fprintf(os.Stderr, "backi: log handler %T: %s panicked: %s\n", s.h, method, text(v))
+		fmt.Fprintf(os.Stderr, "backi: log handler %T: %s panicked: %s\n", s.h, method, safe.Text(v))
 	}
 }
 

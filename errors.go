@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+
+	"github.com/backi-go/backi/internal/safe"
 )
 
 // ErrNoWork is returned by an iteration that found nothing to do. It is not a
@@ -76,7 +78,7 @@ func newPanicError(v any) *PanicError {
 	return &PanicError{Value: v, Stack: debug.Stack()}
 }
 
-func (e *PanicError) Error() string { return "backi: panic: " + text(e.Value) }
+func (e *PanicError) Error() string { return "backi: panic: " + safe.Text(e.Value) }
 
 // Unwrap returns the panic value when it is an error, so that errors.Is and
 // errors.As see through a panic(err).

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/backi-go/backi/internal/safe"
 )
 
 // DefaultShutdownTimeout bounds a host's shutdown when no WithShutdownTimeout
@@ -372,7 +374,7 @@ func (r *hostRun) awaitStop(ctx context.Context) error {
 	for r.left > 0 {
 		select {
 		case <-ctx.Done():
-			log.LogAttrs(ctx, slog.LevelInfo, "host stopping", slog.String("reason", text(context.Cause(ctx))))
+			log.LogAttrs(ctx, slog.LevelInfo, "host stopping", slog.String("reason", safe.Text(context.Cause(ctx))))
 			return nil
 		case res := <-r.results:
 			s := r.ended(res)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/backi-go/backi/internal/safe"
 )
 
 // stormWindow is how close together failures with the same error must come
@@ -37,7 +39,7 @@ type failureLog struct {
 }
 
 func (l *failureLog) write(ctx context.Context, log *slog.Logger, r failureRecord, now time.Time) {
-	msg := text(r.err)
+	msg := safe.Text(r.err)
 	l.mu.Lock()
 	if msg == l.last && now.Sub(l.lastAt) < stormWindow {
 		l.repeated.Add(1)

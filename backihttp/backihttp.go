@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/safe"
 )
 
 // An Option configures Liveness.
@@ -57,7 +58,7 @@ func Liveness(h *backi.Host, opts ...Option) http.Handler {
 				problems = append(problems, fmt.Sprintf("%s: an iteration is stuck, running for %v", st.Name, time.Since(st.InFlightSince).Round(time.Second)))
 			}
 			if c.failureThreshold > 0 && st.ConsecutiveFailures >= c.failureThreshold {
-				problems = append(problems, fmt.Sprintf("%s: %d consecutive failures (threshold %d), last: %s", st.Name, st.ConsecutiveFailures, c.failureThreshold, text(st.LastError)))
+				problems = append(problems, fmt.Sprintf("%s: %d consecutive failures (threshold %d), last: %s", st.Name, st.ConsecutiveFailures, c.failureThreshold, safe.Text(st.LastError)))
 			}
 		}
 		if len(problems) > 0 {
@@ -115,7 +116,7 @@ func NewWorkerStatus(s backi.Status) WorkerStatus {
 		InFlightSince: timePtr(s.InFlightSince), NextRun: timePtr(s.NextRun),
 	}
 	if s.LastError != nil {
-		ws.LastError = text(s.LastError)
+		ws.LastError = safe.Text(s.LastError)
 	}
 	return ws
 }

@@ -2,11 +2,11 @@ package backihttp
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/safe"
 )
 
 // The actions of Control.
@@ -199,14 +199,14 @@ func (c *guard) ask(r *http.Request, name, action string) (int, error) {
 		normal := false
 		defer func() {
 			if p := recover(); p != nil {
-				done <- answer{failed: "panic: " + text(p)}
+				done <- answer{failed: "panic: " + safe.Text(p)}
 			} else if !normal {
 				done <- answer{failed: "runtime.Goexit"}
 			}
 		}()
 		var a answer
 		if err := c.authorize(r, name, action); err != nil {
-			a.refused = errors.New(text(err))
+			a.refused = errors.New(safe.Text(err))
 		}
 		normal = true
 		done <- a
@@ -235,16 +235,4 @@ func (c *control) worker(name string) *backi.Worker {
 		}
 	}
 	return nil
-}
-
-// text returns v's text as fmt prints it, or, should that panic (fmt
-// contains a panicking Error or String method only once, not a panic value
-// that panics again when printed), a description of v's type.
-func text(v any) (s string) {
-	defer func() {
-		if recover() != nil {
-			s = fmt.Sprintf("%T (its text panics)", v)
-		}
-	}()
-	return fmt.Sprint(v)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/safe"
 )
 
 //go:embed page.html
@@ -107,7 +108,7 @@ func (p *Page) StateChange(string, int, backi.State, backi.State) {}
 // newFailure describes a failure that ended at, with err, whose text is
 // read with text.
 func newFailure(at time.Time, err error) PageFailure {
-	f := PageFailure{At: at, Error: text(err)}
+	f := PageFailure{At: at, Error: safe.Text(err)}
 	if pe, ok := errors.AsType[*backi.PanicError](err); ok {
 		f.Stack = strings.TrimSpace(string(pe.Stack))
 	}
@@ -216,7 +217,7 @@ func (p *Page) Handler(h *backi.Host, opts ...PageOption) http.Handler {
 				stats, err := c.queues.Stats(ctx)
 				cancel()
 				if err != nil {
-					d.QueueError = text(err)
+					d.QueueError = safe.Text(err)
 				}
 				d.Queues = stats
 			}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/backi-go/backi/internal/safe"
 )
 
 // Queues is what QueueControl shows and acts on: the job queues of a store,
@@ -138,7 +140,7 @@ func (c *queueControl) list(w http.ResponseWriter, r *http.Request) {
 	}
 	stats, err := c.qs.Stats(r.Context())
 	if err != nil {
-		writeJSON(w, http.StatusBadGateway, QueueAnswer{Action: ActionRead, Error: text(err)})
+		writeJSON(w, http.StatusBadGateway, QueueAnswer{Action: ActionRead, Error: safe.Text(err)})
 		return
 	}
 	if stats == nil {
@@ -163,7 +165,7 @@ func (c *queueControl) dead(w http.ResponseWriter, r *http.Request) {
 	}
 	jobs, err := c.qs.Dead(r.Context(), queue, limit)
 	if err != nil {
-		writeJSON(w, http.StatusBadGateway, QueueAnswer{Action: ActionRead, Error: text(err)})
+		writeJSON(w, http.StatusBadGateway, QueueAnswer{Action: ActionRead, Error: safe.Text(err)})
 		return
 	}
 	if jobs == nil {
@@ -179,7 +181,7 @@ func (c *queueControl) act(w http.ResponseWriter, r *http.Request) {
 	attrs := []slog.Attr{slog.String("queue", queue), slog.String("job", job), slog.String("action", action),
 		slog.String("remote", r.RemoteAddr), slog.Int("code", code)}
 	if err != nil {
-		ans.Error = text(err)
+		ans.Error = safe.Text(err)
 		attrs = append(attrs, slog.String("refused", ans.Error))
 	}
 	c.say(r, slog.LevelInfo, "queue control", attrs...)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/safe"
 )
 
 // Recorder is a backi.Observer that keeps the end of every iteration and
@@ -161,7 +162,7 @@ func (r *Recorder) summary() string {
 		e := ends[n-1]
 		s += fmt.Sprintf("; the last end: worker %q loop %d iteration %d: %s", e.Worker, e.Loop, e.Iteration, e.Result)
 		if e.Err != nil {
-			s += " (" + text(e.Err) + ")"
+			s += " (" + safe.Text(e.Err) + ")"
 		}
 	}
 	if n := len(changes); n > 0 {

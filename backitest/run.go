@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/safe"
 	"github.com/backi-go/backi/internal/testhook"
 )
 
@@ -174,7 +175,7 @@ func RunUntil(t TB, w *backi.Worker, cond func(backi.Status) bool, opts ...Optio
 func holds[T any](cond func(T) bool, v T) (ok bool, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("the condition panicked: %s\n%s", text(v), debug.Stack())
+			err = fmt.Errorf("the condition panicked: %s\n%s", safe.Text(v), debug.Stack())
 		}
 	}()
 	return cond(v), nil
@@ -252,7 +253,7 @@ func (wt *watch) run() error {
 		return fail(t, fmt.Errorf("backitest: %s: Run did not return within %v once its context was cancelled: an iteration, or another callback, may ignore its context; its goroutine is left running; status: %s",
 			wt.call, wt.within, describe(wt.w.Status())))
 	case r.panicked != nil:
-		return fail(t, fmt.Errorf("backitest: %s: Run panicked: %s\n%s", wt.call, text(r.panicked), r.stack))
+		return fail(t, fmt.Errorf("backitest: %s: Run panicked: %s\n%s", wt.call, safe.Text(r.panicked), r.stack))
 	case !r.returned:
 		return fail(t, fmt.Errorf("backitest: %s: Run did not return: its goroutine called runtime.Goexit, as t.FailNow does from an iteration (report with t.Error there, or return an error), while waiting for %s; status: %s",
 			wt.call, wt.awaited(), describe(wt.w.Status())))
@@ -303,7 +304,7 @@ func result(err error) string {
 	if err == nil {
 		return "nil"
 	}
-	return "an error (" + text(err) + ")"
+	return "an error (" + safe.Text(err) + ")"
 }
 
 // watcher is the observer that RunN and RunUntil add to the Run they start.
@@ -385,7 +386,7 @@ func describe(s backi.Status) string {
 		fmt.Fprintf(&b, ", one in flight for %v", time.Since(s.InFlightSince))
 	}
 	if s.LastError != nil {
-		fmt.Fprintf(&b, ", last error: %s", text(s.LastError))
+		fmt.Fprintf(&b, ", last error: %s", safe.Text(s.LastError))
 	}
 	if s.CampaignFailures > 0 {
 		fmt.Fprintf(&b, ", %d failed campaigns", s.CampaignFailures)
@@ -409,14 +410,4 @@ func plural(n int, one string) string {
 		return fmt.Sprintf("%d changes %s", n, rest)
 	}
 	return fmt.Sprintf("%d %ss", n, one)
-}
-
-// text returns v as fmt prints it, or, should that panic, v's type.
-func text(v any) (s string) {
-	defer func() {
-		if recover() != nil {
-			s = fmt.Sprintf("%T (its text panics)", v)
-		}
-	}()
-	return fmt.Sprint(v)
 }

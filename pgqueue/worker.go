@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/backi-go/backi"
+	"github.com/backi-go/backi/internal/safe"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -543,7 +544,7 @@ func (c *consumer) settle(job *Job, err error, bump int) (state int16, wait time
 	case r.snoozed != nil:
 		return statePending, max(r.snoozed.d, 0), 1, nil
 	}
-	msg := errorText(err)
+	msg := safe.Text(err)
 	if r.panicked != nil {
 		msg += "\n" + string(r.panicked.Stack)
 	}
@@ -606,18 +607,6 @@ func read(err error) (r reading) {
 	}
 	walk(err)
 	return r
-}
-
-// errorText returns err's text as fmt prints it or, should that panic (fmt
-// does not contain an Error method that panics with its receiver), a
-// description of err's type.
-func errorText(err error) (s string) {
-	defer func() {
-		if recover() != nil {
-			s = fmt.Sprintf("%T (its Error method panics)", err)
-		}
-	}()
-	return fmt.Sprint(err)
 }
 
 // retryWait asks the retry backoff for the wait after the failure of
