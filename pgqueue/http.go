@@ -3,7 +3,6 @@ package pgqueue
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/backi-go/backi/backihttp"
@@ -44,27 +43,18 @@ func (h httpQueues) Dead(ctx context.Context, queue string, limit int) ([]backih
 }
 
 func (h httpQueues) Retry(ctx context.Context, queue string, id int64) error {
-	return h.inQueue(ctx, queue, id, h.q.Retry)
+	return inQueue(h.q.retry(ctx, &queue, id))
 }
 
 func (h httpQueues) Discard(ctx context.Context, queue string, id int64) error {
-	return h.inQueue(ctx, queue, id, h.q.Discard)
+	return inQueue(h.q.discard(ctx, &queue, id))
 }
 
-// inQueue calls do for the dead job id if it is in queue: an operator allowed
-// to act on one queue acts on no other's jobs.
-func (h httpQueues) inQueue(ctx context.Context, queue string, id int64, do func(context.Context, int64) error) error {
-	var in bool
-	if err := h.q.pool.QueryRow(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT FROM %s WHERE id = $1 AND queue = $2 AND state = 2)`, h.q.table), id, queue).Scan(&in); err != nil {
-		return fmt.Errorf("pgqueue: job %d: %w", id, err)
-	}
-	if !in {
+// inQueue is the error of an action on a dead job of one queue, which acts
+// on no other queue's jobs: ErrNotDead is backihttp's ErrNoSuchJob.
+func inQueue(err error) error {
+	if errors.Is(err, ErrNotDead) {
 		return backihttp.ErrNoSuchJob
 	}
-	if err := do(ctx, id); errors.Is(err, ErrNotDead) {
-		return backihttp.ErrNoSuchJob
-	} else if err != nil {
-		return err
-	}
-	return nil
+	return err
 }

@@ -116,14 +116,17 @@ var ErrNotDead = errors.New("pgqueue: no such dead job")
 // wakes the queue's workers (through the listener). It returns ErrNotDead
 // for a job that is not dead, and an error wrapping ErrUniqueKeyTaken when a
 // pending or running job of the queue has the dead job's unique key.
-func (q *Queue) Retry(ctx context.Context, id int64) error {
-	var queue string
+func (q *Queue) Retry(ctx context.Context, id int64) error { return q.retry(ctx, nil, id) }
+
+// retry is Retry, of a job of queue only when queue is not nil.
+func (q *Queue) retry(ctx context.Context, queue *string, id int64) error {
+	var name string
 	err := q.pool.QueryRow(ctx, fmt.Sprintf(`
 		WITH r AS (
 			UPDATE %s SET state = 0, max_attempts = least(attempts::bigint + max_attempts, 2147483647), run_at = now(), finished_at = NULL
-			WHERE id = $1 AND state = 2 RETURNING queue
+			WHERE id = $1 AND state = 2 AND ($2::text IS NULL OR queue = $2) RETURNING queue
 		)
-		SELECT queue FROM r, LATERAL (SELECT pg_notify('`+notifyChannel+`', r.queue)) AS n`, q.table), id).Scan(&queue)
+		SELECT queue FROM r, LATERAL (SELECT pg_notify('`+notifyChannel+`', r.queue)) AS n`, q.table), id, queue).Scan(&name)
 	if err != nil {
 		if isNoRows(err) {
 			return ErrNotDead
@@ -137,8 +140,11 @@ func (q *Queue) Retry(ctx context.Context, id int64) error {
 }
 
 // Discard deletes the dead job id.
-func (q *Queue) Discard(ctx context.Context, id int64) error {
-	tag, err := q.pool.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND state = 2`, q.table), id)
+func (q *Queue) Discard(ctx context.Context, id int64) error { return q.discard(ctx, nil, id) }
+
+// discard is Discard, of a job of queue only when queue is not nil.
+func (q *Queue) discard(ctx context.Context, queue *string, id int64) error {
+	tag, err := q.pool.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = $1 AND state = 2 AND ($2::text IS NULL OR queue = $2)`, q.table), id, queue)
 	if err != nil {
 		return fmt.Errorf("pgqueue: discard job %d: %w", id, err)
 	}
