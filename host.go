@@ -395,11 +395,12 @@ func (r *hostRun) ended(res result) hosted {
 	return r.services[res.i]
 }
 
-// collect records the end of a service during shutdown.
+// collect records the end of a service during shutdown: an optional
+// service's error is logged, not returned.
 func (r *hostRun) collect(ctx context.Context, res result) {
 	s := r.ended(res)
 	logEnd(ctx, r.cfg.logger, s.name, res.err)
-	if res.err != nil {
+	if res.err != nil && !s.optional {
 		r.errs = append(r.errs, fmt.Errorf("backi: service %q: %w", s.name, res.err))
 	}
 }

@@ -669,3 +669,23 @@ func TestShutdownPanicIsReportedNotFatal(t *testing.T) {
 		}
 	})
 }
+
+// An optional service that fails while the host stops is logged; the host's
+// Run does not return its error.
+func TestOptionalServiceFailingDuringShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		h := backi.NewHost(backi.WithSignals(), backi.WithLogger(quiet))
+		h.Add(backi.Optional(backi.Loop("warmer", func(ctx context.Context) error {
+			<-ctx.Done()
+			return backi.Stop(errors.New("cache unreachable"))
+		})))
+		done := make(chan error)
+		go func() { done <- h.Run(ctx) }()
+		synctest.Wait()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run = %v, want nil: the failing service is optional", err)
+		}
+	})
+}
